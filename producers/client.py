@@ -1,0 +1,169 @@
+"""`SmsClient`: what a live-call process (asyncio) uses to text the caller and hear the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from producers.channel import TTL, XADD_OPTIONS, absorb, parse_entries, queued_event, reply_entries, xadd_args
+from producers.contract import (
+    QUEUE,
+    CallContext,
+    ErrorCode,
+    ErrorInfo,
+    Event,
+    Job,
+    Status,
+    VariableValue,
+    events_key,
+    tool_message,
+)
+from producers.envelope import task_message
+from producers.jobs import DEFAULT_EXPIRES_IN, build_job
+from producers.results import SendResult
+
+#: Extra seconds allowed past a blocking read's own timeout before the client gives up on Redis.
+_GRACE = 0.5
+
+
+def queue_unavailable(job: Job, exc: BaseException) -> SendResult:
+    """The result when the job could not be queued at all: nothing was or will be sent."""
+    error = ErrorInfo(
+        code=ErrorCode.PROVIDER_UNAVAILABLE,
+        message=f"the SMS queue (Redis) is unreachable: {type(exc).__name__}",
+        retryable=True,
+    )
+    return SendResult(
+        job_id=job.job_id,
+        status="failed",
+        tool_message=tool_message(Status.FAILED, ErrorCode.PROVIDER_UNAVAILABLE),
+        error=error,
+    )
+
+
+class SmsClient:
+    """Sends SMS through the worker fleet and waits for the outcome, never blocking the event loop.
+
+    ```python
+    async with SmsClient.from_url("redis://localhost:6379/0") as sms:
+        result = await sms.send(agent_id="agent_abc123", call=call, template="booking_confirmation",
+                                variables={...}, idempotency_key=f"{call.call_id}:{tool_call_id}")
+    ```
+    `send()` raises only for bad arguments; every SMS outcome, including "Redis is down", is a result.
+    """
+
+    def __init__(self, redis: Redis, *, owns_redis: bool = False) -> None:
+        self._redis = redis
+        self._owns_redis = owns_redis
+
+    @classmethod
+    def from_url(cls, url: str, **redis_options: Any) -> Self:
+        """A client with its own connection pool; `redis_options` go to `redis.asyncio.Redis`."""
+        options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_keepalive": True}
+        options.update(redis_options)
+        return cls(Redis.from_url(url, **options), owns_redis=True)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_redis:
+            await self._redis.aclose()
+
+    async def send(
+        self,
+        *,
+        agent_id: str,
+        call: CallContext,
+        template: str | None = None,
+        variables: Mapping[str, VariableValue] | None = None,
+        message: str | None = None,
+        to: str | None = None,
+        from_: str | None = None,
+        connection: str | None = None,
+        idempotency_key: str | None = None,
+        timeout: float = 5.0,
+        expires_in: float = DEFAULT_EXPIRES_IN,
+    ) -> SendResult:
+        """Queue one SMS and wait up to `timeout` seconds for its outcome.
+
+        Returns `accepted`, `failed`, or `pending` when no outcome came in time (the job stays
+        queued and is still sent before `expires_in`).
+        """
+        job = build_job(
+            agent_id=agent_id, call=call, template=template, variables=variables, message=message,
+            to=to, from_=from_, connection=connection, idempotency_key=idempotency_key,
+            expires_in=expires_in,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self.enqueue(job)
+        except TimeoutError:
+            # Whether the push landed is unknown: if it did, a worker sends it.
+            return SendResult.from_events(job, [])
+        except (RedisError, OSError) as exc:
+            return queue_unavailable(job, exc)
+        return await self.wait(job, timeout=deadline - time.monotonic())
+
+    async def enqueue(self, job: Job) -> None:
+        """Push the job and its `queued` event in one round trip (a MULTI/EXEC pipeline)."""
+        key, fields = xadd_args(queued_event(job))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, fields, **XADD_OPTIONS)  # type: ignore[arg-type]
+            pipe.expire(key, TTL)
+            pipe.lpush(QUEUE, task_message(job))
+            await pipe.execute()
+
+    async def wait(self, job: Job, *, timeout: float) -> SendResult:
+        """The job's outcome from its call's result channel, or `pending` after `timeout`."""
+        seen: list[Event] = []
+        last_id = "0-0"
+        deadline = time.monotonic() + max(timeout, 0.0)
+        key = events_key(job.call.call_id)
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                async with asyncio.timeout(remaining + _GRACE):
+                    reply = await self._redis.xread({key: last_id}, block=max(int(remaining * 1000), 1))
+                if not reply:
+                    break
+                last_id, done = absorb(job.job_id, reply, seen, last_id)
+                if done:
+                    break
+        except (TimeoutError, RedisError, OSError):
+            pass  # Redis went away while we waited: the outcome is unknown, so pending.
+        return SendResult.from_events(job, seen)
+
+    async def events(
+        self, call_id: str, *, since: str = "0-0", idle_timeout: float | None = None
+    ) -> AsyncIterator[Event]:
+        """Every event of the call from `since`, including late ones (delivered, undelivered).
+
+        Runs until the caller stops iterating, or until no event came for `idle_timeout` seconds.
+        """
+        key = events_key(call_id)
+        last_id = since
+        block_ms = int(idle_timeout * 1000) if idle_timeout is not None else 5000
+        while True:
+            reply = await self._redis.xread({key: last_id}, block=max(block_ms, 1))
+            if not reply:
+                if idle_timeout is not None:
+                    return
+                continue
+            for entry_id, event in parse_entries(reply_entries(reply)):
+                last_id = entry_id
+                yield event

@@ -1,0 +1,264 @@
+"""Wire contract v1: what a producer in any language puts on the queue and reads back.
+
+A job is a Celery task message (protocol 2, JSON) for the task `sms.send` on the Redis list `sms`,
+with one keyword argument `job` holding a `Job`. Every outcome is an `Event` appended to the
+call's result channel, the Redis Stream `sms:events:<call_id>`, which expires `EVENTS_TTL_SECONDS`
+after its last event. Exactly one event per job is `terminal` (`accepted` or `failed`); delivery
+receipts (`delivered`, `undelivered`) may follow it.
+
+The worker imports this module; this module imports nothing from the worker.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+CONTRACT_VERSION: Literal[1] = 1
+#: The Celery task name producers send to.
+TASK_NAME = "sms.send"
+#: The Redis list (Celery queue) jobs are pushed to.
+QUEUE = "sms"
+#: Seconds a call's result channel lives after its last event.
+EVENTS_TTL_SECONDS = 24 * 3600
+#: Entries kept per call's result channel (approximate trim; a call sends a handful of texts).
+EVENTS_MAXLEN = 1000
+#: The most characters a provider accepts in one SMS body (Twilio 21617, Plivo, Telnyx: 10 parts).
+MAX_MESSAGE_CHARS = 1600
+#: The stream entry field that holds an event's JSON.
+EVENT_FIELD = "event"
+
+
+def events_key(call_id: str) -> str:
+    """The Redis Stream that holds every event of one call."""
+    return f"sms:events:{call_id}"
+
+
+def idempotency_key(key: str) -> str:
+    """The Redis hash that records the claim and the outcome of one idempotency key."""
+    return f"sms:idem:{key}"
+
+
+def call_counter_key(call_id: str) -> str:
+    """The Redis counter of distinct sends made for one call (the per-call cap)."""
+    return f"sms:count:{call_id}"
+
+
+#: The Redis Stream the sandbox provider records accepted messages into.
+SANDBOX_OUTBOX_KEY = "sms:sandbox:outbox"
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@/+=\-]+$")
+]
+VariableValue = str | int | float
+
+
+class Status(StrEnum):
+    """Where one SMS stands. `accepted` and `failed` are terminal for the job."""
+
+    QUEUED = "queued"  #: the job is on the queue
+    SENDING = "sending"  #: a worker is calling the provider
+    RETRYING = "retrying"  #: a retryable error; `next_attempt_at` says when
+    ACCEPTED = "accepted"  #: the provider took the message (not yet delivered)
+    FAILED = "failed"  #: nothing was sent, or the provider refused it
+    DELIVERED = "delivered"  #: the provider's receipt says the handset got it
+    UNDELIVERED = "undelivered"  #: the provider's receipt says it was not delivered
+
+
+TERMINAL_STATUSES = frozenset({Status.ACCEPTED, Status.FAILED})
+
+
+class ErrorCode(StrEnum):
+    """One taxonomy of failures across providers (DESIGN section 4)."""
+
+    INVALID_NUMBER = "invalid_number"
+    NOT_MOBILE = "not_mobile"
+    RECIPIENT_OPTED_OUT = "recipient_opted_out"
+    RECIPIENT_NOT_ALLOWED = "recipient_not_allowed"
+    LIMIT_REACHED = "limit_reached"
+    MESSAGE_TOO_LONG = "message_too_long"
+    TEMPLATE_ERROR = "template_error"
+    SMS_DISABLED = "sms_disabled"
+    SENDER_INVALID = "sender_invalid"
+    AUTH_FAILED = "auth_failed"
+    RATE_LIMITED = "rate_limited"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    EXPIRED = "expired"
+    UNDELIVERED = "undelivered"
+    #: a provider refused the message for a reason outside this table; `provider_code` keeps its code
+    PROVIDER_ERROR = "provider_error"
+    #: the job itself is malformed (a producer bug); nothing was sent
+    INVALID_REQUEST = "invalid_request"
+
+
+RETRYABLE_CODES = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.PROVIDER_UNAVAILABLE})
+
+#: What the agent can tell the caller, per error code (short, for the model).
+_REASONS: dict[ErrorCode, str] = {
+    ErrorCode.INVALID_NUMBER: "that isn't a valid phone number; confirm the number with the caller",
+    ErrorCode.NOT_MOBILE: "that number can't receive texts; ask for a mobile number",
+    ErrorCode.RECIPIENT_OPTED_OUT: (
+        "the caller has opted out of texts from this number; replying START re-enables them"
+    ),
+    ErrorCode.RECIPIENT_NOT_ALLOWED: "texts can only go to the caller's own number",
+    ErrorCode.LIMIT_REACHED: "the limit of texts for this call has been reached",
+    ErrorCode.MESSAGE_TOO_LONG: "the message is too long; shorten it",
+    ErrorCode.TEMPLATE_ERROR: "the message template couldn't be filled in",
+    ErrorCode.SMS_DISABLED: "texting isn't enabled for this agent",
+    ErrorCode.SENDER_INVALID: "the sending number isn't set up for texting",
+    ErrorCode.AUTH_FAILED: "the SMS provider rejected our credentials",
+    ErrorCode.RATE_LIMITED: "the SMS provider is busy; try again in a moment",
+    ErrorCode.PROVIDER_UNAVAILABLE: "the SMS provider couldn't be reached; try again in a moment",
+    ErrorCode.EXPIRED: "it couldn't be sent in time",
+    ErrorCode.UNDELIVERED: "the carrier didn't deliver it; offer another way to share it",
+    ErrorCode.PROVIDER_ERROR: "the SMS provider refused it",
+    ErrorCode.INVALID_REQUEST: "the request was malformed",
+}
+
+SENT_MESSAGE = "SMS sent."
+NOT_SENT_PREFIX = "SMS couldn't be sent"
+PENDING_MESSAGE = "SMS not confirmed yet: it is queued and will be sent shortly."
+
+
+def reason(code: ErrorCode) -> str:
+    """The short, speakable reason for an error code."""
+    return _REASONS[code]
+
+
+def tool_message(status: Status | Literal["pending"], code: ErrorCode | None = None) -> str:
+    """The exact text an LLM tool call returns for this outcome.
+
+    "SMS sent." only when a provider accepted the message; "SMS couldn't be sent: <reason>."
+    when it failed; never "sent" for anything else.
+    """
+    if status == Status.ACCEPTED:
+        return SENT_MESSAGE
+    if status == Status.DELIVERED:
+        return "SMS delivered."
+    if status == Status.FAILED:
+        return f"{NOT_SENT_PREFIX}: {reason(code or ErrorCode.PROVIDER_ERROR)}."
+    if status == Status.UNDELIVERED:
+        return f"SMS wasn't delivered: {reason(code or ErrorCode.UNDELIVERED)}."
+    if status == Status.SENDING:
+        return "SMS is being sent."
+    if status == Status.RETRYING:
+        return "SMS not sent yet: the provider is being retried."
+    return PENDING_MESSAGE
+
+
+class CallContext(BaseModel):
+    """The live call an SMS belongs to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    call_id: Identifier
+    direction: Literal["inbound", "outbound"]
+    from_number: str = Field(min_length=1, max_length=32)
+    to_number: str = Field(min_length=1, max_length=32)
+
+    @property
+    def customer_number(self) -> str:
+        """The caller on inbound calls, the dialed number on outbound calls."""
+        return self.from_number if self.direction == "inbound" else self.to_number
+
+
+class Job(BaseModel):
+    """One request to send one SMS: the single keyword argument `job` of the task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = CONTRACT_VERSION
+    job_id: Identifier
+    idempotency_key: Identifier
+    agent_id: Identifier
+    call: CallContext
+    to: str | None = Field(default=None, max_length=32, description="Default: the customer's number.")
+    from_: str | None = Field(default=None, max_length=32, description="Default: the connection's number.")
+    connection: str | None = Field(default=None, max_length=200, description="Connection label.")
+    template: str | None = Field(default=None, max_length=200)
+    variables: dict[str, VariableValue] = Field(default_factory=dict)
+    message: str | None = Field(default=None, max_length=10 * MAX_MESSAGE_CHARS)
+    expires_at: datetime
+    created_at: datetime
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Job:
+        if (self.template is None) == (self.message is None):
+            raise ValueError("give exactly one of 'template' or 'message'")
+        if self.expires_at.tzinfo is None or self.created_at.tzinfo is None:
+            raise ValueError("'expires_at' and 'created_at' must carry a timezone")
+        return self
+
+
+class ErrorInfo(BaseModel):
+    """Why an SMS was not sent (or not delivered), normalized across providers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: ErrorCode
+    provider_code: str | None = None
+    message: str
+    retryable: bool = False
+
+
+class Event(BaseModel):
+    """One entry of a call's result channel."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: Literal[1] = CONTRACT_VERSION
+    job_id: str
+    call_id: str
+    status: Status
+    terminal: bool
+    at: datetime
+    attempt: int = 0
+    provider: str | None = None
+    provider_message_id: str | None = None
+    to: str | None = Field(default=None, description="Masked: +1415****234.")
+    from_: str | None = Field(default=None, description="The sending number or sender id.")
+    segments: int | None = None
+    error: ErrorInfo | None = None
+    tool_message: str
+    #: set when an earlier attempt may have reached the provider, so this send may be a second copy
+    possible_duplicate: bool = False
+    #: for `retrying`: when the next attempt is due
+    next_attempt_at: datetime | None = None
+
+    def dumps(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schemas of the contract, generated from the models."""
+    return {
+        "job.schema.json": Job.model_json_schema(),
+        "event.schema.json": Event.model_json_schema(),
+    }
+
+
+def write_json_schemas(directory: Path = SCHEMA_DIR) -> None:
+    """Regenerate the committed JSON Schema files (a test keeps them current)."""
+    for name, schema in json_schemas().items():
+        (directory / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+
+
+def mask_number(number: str | None) -> str | None:
+    """A phone number as it may appear in events and logs: `+14155551234` -> `+1415****234`."""
+    if number is None:
+        return None
+    if len(number) <= 7:
+        return number[:2] + "*" * max(len(number) - 2, 0)
+    return f"{number[:5]}****{number[-3:]}"

@@ -1,0 +1,61 @@
+"""Building a `Job` from the arguments of `send()`; bad arguments raise here, before any I/O."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+
+from pydantic import ValidationError
+
+from producers.contract import CallContext, Job, VariableValue, utcnow
+
+#: How long a job may wait before it is dropped as `expired` instead of sent late.
+DEFAULT_EXPIRES_IN = 300.0
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def build_job(
+    *,
+    agent_id: str,
+    call: CallContext,
+    template: str | None = None,
+    variables: Mapping[str, VariableValue] | None = None,
+    message: str | None = None,
+    to: str | None = None,
+    from_: str | None = None,
+    connection: str | None = None,
+    idempotency_key: str | None = None,
+    expires_in: float = DEFAULT_EXPIRES_IN,
+    job_id: str | None = None,
+) -> Job:
+    """A validated job; raises `ValueError` (or `TypeError`) for arguments no worker could accept."""
+    if not isinstance(call, CallContext):
+        raise TypeError(f"'call' must be a CallContext, not {type(call).__name__}")
+    if expires_in <= 0:
+        raise ValueError("'expires_in' must be positive")
+    job_id = job_id or new_job_id()
+    now = utcnow()
+    try:
+        return Job(
+            job_id=job_id,
+            idempotency_key=idempotency_key or job_id,
+            agent_id=agent_id,
+            call=call,
+            to=to,
+            from_=from_,
+            connection=connection,
+            template=template,
+            variables=dict(variables or {}),
+            message=message,
+            created_at=now,
+            expires_at=now + timedelta(seconds=expires_in),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'job'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"invalid SMS request: {problems}") from None

@@ -1,0 +1,114 @@
+"""`SyncSmsClient`: the same as `SmsClient`, for code without an event loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from producers.channel import TTL, XADD_OPTIONS, absorb, parse_entries, queued_event, reply_entries, xadd_args
+from producers.client import queue_unavailable
+from producers.contract import QUEUE, CallContext, Event, Job, VariableValue, events_key
+from producers.envelope import task_message
+from producers.jobs import DEFAULT_EXPIRES_IN, build_job
+from producers.results import SendResult
+
+
+class SyncSmsClient:
+    """Blocking twin of `SmsClient`: `send()` returns `accepted`, `failed` or `pending`."""
+
+    def __init__(self, redis: Redis, *, owns_redis: bool = False) -> None:
+        self._redis = redis
+        self._owns_redis = owns_redis
+
+    @classmethod
+    def from_url(cls, url: str, **redis_options: Any) -> Self:
+        options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_keepalive": True}
+        options.update(redis_options)
+        return cls(Redis.from_url(url, **options), owns_redis=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_redis:
+            self._redis.close()
+
+    def send(
+        self,
+        *,
+        agent_id: str,
+        call: CallContext,
+        template: str | None = None,
+        variables: Mapping[str, VariableValue] | None = None,
+        message: str | None = None,
+        to: str | None = None,
+        from_: str | None = None,
+        connection: str | None = None,
+        idempotency_key: str | None = None,
+        timeout: float = 5.0,
+        expires_in: float = DEFAULT_EXPIRES_IN,
+    ) -> SendResult:
+        """Queue one SMS and wait up to `timeout` seconds for its outcome (see `SmsClient.send`)."""
+        job = build_job(
+            agent_id=agent_id, call=call, template=template, variables=variables, message=message,
+            to=to, from_=from_, connection=connection, idempotency_key=idempotency_key,
+            expires_in=expires_in,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        try:
+            self.enqueue(job)
+        except (RedisError, OSError) as exc:
+            return queue_unavailable(job, exc)
+        return self.wait(job, timeout=deadline - time.monotonic())
+
+    def enqueue(self, job: Job) -> None:
+        key, fields = xadd_args(queued_event(job))
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, fields, **XADD_OPTIONS)  # type: ignore[arg-type]
+            pipe.expire(key, TTL)
+            pipe.lpush(QUEUE, task_message(job))
+            pipe.execute()
+
+    def wait(self, job: Job, *, timeout: float) -> SendResult:
+        seen: list[Event] = []
+        last_id = "0-0"
+        deadline = time.monotonic() + max(timeout, 0.0)
+        key = events_key(job.call.call_id)
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                reply = self._redis.xread({key: last_id}, block=max(int(remaining * 1000), 1))
+                if not reply:
+                    break
+                last_id, done = absorb(job.job_id, reply, seen, last_id)
+                if done:
+                    break
+        except (RedisError, OSError):
+            pass  # the outcome is unknown: pending
+        return SendResult.from_events(job, seen)
+
+    def events(
+        self, call_id: str, *, since: str = "0-0", idle_timeout: float | None = None
+    ) -> Iterator[Event]:
+        """Every event of the call from `since` (see `SmsClient.events`)."""
+        key = events_key(call_id)
+        last_id = since
+        block_ms = int(idle_timeout * 1000) if idle_timeout is not None else 5000
+        while True:
+            reply = self._redis.xread({key: last_id}, block=max(block_ms, 1))
+            if not reply:
+                if idle_timeout is not None:
+                    return
+                continue
+            for entry_id, event in parse_entries(reply_entries(reply)):
+                last_id = entry_id
+                yield event

@@ -1,0 +1,112 @@
+"""Loading config: parse YAML or JSON, resolve `${VAR}` and `enc:` values, validate, explain errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from worker.config.crypto import PREFIX, Crypto
+from worker.config.models import SmsConfig
+from worker.errors import ConfigError
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def parse_text(text: str, *, source: str) -> Any:
+    """YAML or JSON (JSON is read as JSON first, for exact error positions)."""
+    stripped = text.lstrip()
+    try:
+        if stripped.startswith(("{", "[")):
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        if isinstance(exc, json.JSONDecodeError):
+            where = f" at line {exc.lineno} column {exc.colno}"
+        raise ConfigError(f"{source}: not valid YAML or JSON{where}") from None
+
+
+def resolve(value: Any, *, crypto: Crypto, env: Mapping[str, str], path: str = "") -> Any:
+    """`value` with `${VAR}` read from `env` and `enc:` values decrypted, recursively."""
+    if isinstance(value, dict):
+        return {
+            k: resolve(v, crypto=crypto, env=env, path=f"{path}.{k}" if path else str(k))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [resolve(v, crypto=crypto, env=env, path=f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(f"{_describe_path(path)}: environment variable {name} is not set")
+        return env[name]
+
+    text = _VAR.sub(substitute, value)
+    if text.startswith(PREFIX):
+        text = crypto.decrypt(text, where=_describe_path(path))
+    return text
+
+
+def _describe_path(path: str) -> str:
+    return path or "config"
+
+
+def describe(exc: ValidationError, data: Any) -> str:
+    """A validation error as lines that name the agent or connection and the field — never the value."""
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        subject = "config"
+        if loc[:1] == ["connections"] and len(loc) > 1 and isinstance(loc[1], int):
+            label = _label_at(data, loc[1])
+            subject = f"connection {label!r}" if label else f"connections[{loc[1]}]"
+            loc = loc[2:]
+        elif loc[:1] == ["agents"] and len(loc) > 1:
+            subject = f"agent {loc[1]!r}"
+            loc = loc[2:]
+        field = ".".join(str(p) for p in loc)
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{subject}: {field}: {message}" if field else f"{subject}: {message}")
+    return "; ".join(lines)
+
+
+def _label_at(data: Any, index: int) -> str | None:
+    try:
+        label = data["connections"][index]["label"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return label if isinstance(label, str) else None
+
+
+def validate(
+    data: Any, *, crypto: Crypto, env: Mapping[str, str] | None = None, source: str = "config"
+) -> SmsConfig:
+    """A validated `SmsConfig` from parsed data; raises `ConfigError` naming the field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with 'connections' and 'agents'")
+    resolved = resolve(data, crypto=crypto, env=os.environ if env is None else env)
+    try:
+        return SmsConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe(exc, resolved)}") from None
+
+
+def load_file(path: Path, *, crypto: Crypto, env: Mapping[str, str] | None = None) -> SmsConfig:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    return validate(parse_text(text, source=str(path)), crypto=crypto, env=env, source=str(path))

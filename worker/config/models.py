@@ -1,0 +1,183 @@
+"""The config model: labelled connections and agents in the platform's `voice_tools.sms_mid_call` shape.
+
+Validation happens here, once, at load: a bad config is refused whole with a message that names
+the agent or connection and the field (see `worker.config.loader.describe`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from worker import templates
+from worker.recipients import InvalidNumber, normalize
+
+ProviderName = Literal["twilio", "plivo", "telnyx", "custom", "sandbox"]
+
+#: credential fields each provider needs (optional ones are allowed besides)
+REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "twilio": ("account_sid", "auth_token"),
+    "plivo": ("auth_id", "auth_token"),
+    "telnyx": ("api_key",),
+    "custom": (),
+    "sandbox": (),
+}
+OPTIONAL_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "twilio": (),
+    "plivo": (),
+    "telnyx": ("messaging_profile_id",),
+    "custom": (),
+    "sandbox": (),
+}
+
+
+def _e164(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalize(value)
+    except InvalidNumber as exc:
+        raise ValueError(f"not an E.164 phone number ({exc})") from None
+
+
+class Connection(BaseModel):
+    """One provider account, referred to by its label."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str = Field(min_length=1, max_length=200)
+    provider: ProviderName
+    default: bool = False
+    from_number: str | None = None
+    credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    api_base_url: str | None = None
+    #: custom provider: where to POST `{"to", "message"}`, and with which headers
+    custom_api_url: str | None = None
+    custom_api_headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+    _check_from = field_validator("from_number")(_e164)
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> Connection:
+        required = REQUIRED_CREDENTIALS[self.provider]
+        missing = [
+            name for name in required if not self.credentials.get(name, SecretStr("")).get_secret_value()
+        ]
+        if missing:
+            raise ValueError(f"credentials: missing {', '.join(missing)} for provider {self.provider}")
+        unknown = sorted(set(self.credentials) - set(required) - set(OPTIONAL_CREDENTIALS[self.provider]))
+        if unknown:
+            raise ValueError(
+                f"credentials: unknown field(s) {', '.join(unknown)} for provider {self.provider}"
+            )
+        if self.provider == "custom" and not self.custom_api_url:
+            raise ValueError("custom_api_url: required for provider custom")
+        return self
+
+    def secret(self, name: str) -> str:
+        return self.credentials[name].get_secret_value()
+
+
+class SmsMidCall(BaseModel):
+    """An agent's `voice_tools.sms_mid_call`: the platform's fields plus our extensions."""
+
+    # The platform's agent JSON carries fields we do not use; they are accepted and ignored.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    enabled: bool = False
+    provider: ProviderName | None = None
+    from_number: str | None = None
+    templates: dict[str, str] = Field(default_factory=dict)
+    custom_api_url: str | None = None
+    custom_api_headers: dict[str, SecretStr] = Field(default_factory=dict)
+    # our extensions
+    connection: str | None = Field(default=None, description="label of the connection to send through")
+    fallback_connection: str | None = None
+    recipient_policy: Literal["caller_only", "any"] = "caller_only"
+    allowed_countries: list[str] | None = None
+    max_per_call: int = Field(default=5, ge=0, le=1000)
+    allow_free_text: bool = True
+    validity_seconds: int | None = Field(default=None, ge=1, le=36000)
+    #: let a job choose another connection label or sending number than the agent's
+    allow_overrides: bool = False
+
+    _check_from = field_validator("from_number")(_e164)
+
+    @field_validator("templates")
+    @classmethod
+    def _check_templates(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, source in value.items():
+            try:
+                templates.parse(source)
+            except templates.TemplateError as exc:
+                raise ValueError(f"template {name!r}: {exc}") from None
+        return value
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _check_countries(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        bad = [c for c in value if len(c) != 2 or not c.isalpha()]
+        if bad:
+            raise ValueError(f"not ISO 3166 alpha-2 country codes: {', '.join(bad)}")
+        return [c.upper() for c in value]
+
+
+class VoiceTools(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sms_mid_call: SmsMidCall = Field(default_factory=SmsMidCall)
+
+
+class Agent(BaseModel):
+    """One agent's body as the platform stores it; only `voice_tools.sms_mid_call` is read."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    voice_tools: VoiceTools = Field(default_factory=VoiceTools)
+
+    @property
+    def sms(self) -> SmsMidCall:
+        return self.voice_tools.sms_mid_call
+
+
+class SmsConfig(BaseModel):
+    """Everything the worker needs to resolve a job: connections by label and agents by id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connections: list[Connection] = Field(default_factory=list)
+    agents: dict[str, Agent] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> SmsConfig:
+        labels = [c.label for c in self.connections]
+        duplicated = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicated:
+            raise ValueError(f"connections: duplicate label(s) {', '.join(map(repr, duplicated))}")
+        for provider in REQUIRED_CREDENTIALS:
+            defaults = [c.label for c in self.connections if c.provider == provider and c.default]
+            if len(defaults) > 1:
+                raise ValueError(f"connections: more than one default for provider {provider}: {defaults}")
+        known = set(labels)
+        for agent_id, agent in self.agents.items():
+            for field in ("connection", "fallback_connection"):
+                label = getattr(agent.sms, field)
+                if label is not None and label not in known:
+                    raise ValueError(
+                        f"agent {agent_id!r}: voice_tools.sms_mid_call.{field}: unknown connection {label!r}"
+                    )
+        return self
+
+    def connection(self, label: str) -> Connection | None:
+        return next((c for c in self.connections if c.label == label), None)
+
+    def default_connection(self, provider: str) -> Connection | None:
+        """The provider's connection marked `default`, or its only connection."""
+        of_provider = [c for c in self.connections if c.provider == provider]
+        marked = [c for c in of_provider if c.default]
+        if marked:
+            return marked[0]
+        return of_provider[0] if len(of_provider) == 1 else None

@@ -1,0 +1,39 @@
+"""Phone numbers: E.164 validation and normalization (phonenumbers), and the default recipient."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from producers.contract import CallContext
+
+
+class InvalidNumber(ValueError):
+    """The text is not a valid phone number in international form."""
+
+
+def normalize(number: str) -> str:
+    """`number` in E.164 form (`+14155551234`); raises `InvalidNumber`.
+
+    International form only: there is no default region to guess a national number's country.
+    """
+    text = number.strip()
+    if not text.startswith("+"):
+        raise InvalidNumber("the number must start with + and the country code")
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber("the number can't be parsed") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber("the number is not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def region_of(e164: str) -> str | None:
+    """The ISO country code of an E.164 number (`US`), if known."""
+    region: str | None = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    return region if region and region != "ZZ" else None
+
+
+def customer_number(call: CallContext) -> str:
+    """Whom to text by default: the caller on inbound calls, the dialed number on outbound calls."""
+    return call.customer_number

@@ -1,0 +1,66 @@
+"""The per-process objects a worker builds once: Redis client, config source, providers, service.
+
+Built lazily on the first task (after a prefork child is forked), closed at process shutdown.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import redis
+
+from worker.config.crypto import Crypto
+from worker.config.source import FileConfigSource
+from worker.providers import ProviderPool
+from worker.service import SmsService
+from worker.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    providers: ProviderPool
+    service: SmsService
+
+    def close(self) -> None:
+        self.providers.close()
+        self.redis.close()
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def build(settings: Settings) -> Runtime:
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        max_connections=settings.concurrency + 16,
+        socket_keepalive=True,
+        socket_connect_timeout=2.0,
+        health_check_interval=10,
+    )
+    config = FileConfigSource(
+        settings.config_file, crypto=Crypto(settings.fernet_keys()), refresh=settings.config_refresh
+    )
+    providers = ProviderPool(settings, client)
+    return Runtime(settings, client, providers, SmsService(settings, client, config, providers))
+
+
+def get(settings: Settings) -> Runtime:
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = build(settings)
+    return _runtime
+
+
+def reset() -> None:
+    """Forget (and close) this process's runtime: after a fork, or at shutdown."""
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            _runtime.close()
+        _runtime = None

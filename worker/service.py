@@ -1,0 +1,307 @@
+"""The send pipeline for one delivery of one job, independent of Celery.
+
+claim the idempotency key → plan (agent, recipient, template, limits) → provider → one terminal
+event, stored under the key in the same transaction. A retryable error returns the delay before
+the next attempt; the task turns it into a Celery retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import redis
+import structlog
+from pydantic import ValidationError
+
+from producers.contract import ErrorCode, ErrorInfo, Event, Job, Status, mask_number, tool_message, utcnow
+from worker import events
+from worker.config.source import ConfigSource
+from worker.errors import SendError
+from worker.idempotency import Claim, IdempotencyStore
+from worker.plan import SendPlan, make_plan
+from worker.providers import OutboundSms, ProviderPool, Receipt
+from worker.settings import Settings
+
+log = structlog.get_logger("worker.send")
+
+#: The fields of a terminal event stored under its idempotency key, replayed to later jobs.
+_OUTCOME_FIELDS = {
+    "status", "attempt", "provider", "provider_message_id", "to", "from_", "segments", "error",
+    "possible_duplicate",
+}  # fmt: skip
+#: How often a job polls an idempotency key that another worker holds.
+_BUSY_POLL = (0.01, 0.25)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One delivery of one job: what the canonical log line and the events need."""
+
+    job: Job
+    attempt: int
+    owner: str
+    started: float
+    possible_duplicate: bool = False
+    plan: SendPlan | None = None
+    provider_ms: float | None = None
+
+
+class SmsService:
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        config: ConfigSource,
+        providers: ProviderPool,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._redis = client
+        self._config = config
+        self._providers = providers
+        self._idem = IdempotencyStore(
+            client, ttl=settings.idempotency_ttl, lease_seconds=settings.claim_lease
+        )
+        self._rng = rng or random.Random()
+
+    def handle(self, raw_job: Any, *, attempt: int, owner: str) -> float | None:
+        """Process one delivery; returns seconds until the next attempt, or None when the job is done."""
+        started = time.monotonic()
+        try:
+            job = Job.model_validate(raw_job)
+        except ValidationError as exc:
+            self._reject_malformed(raw_job, exc)
+            return None
+        delivery = Delivery(job=job, attempt=attempt, owner=owner, started=started)
+        claim = self._claim(delivery)
+        if claim.kind == "done":
+            self._replay(delivery, claim)
+            return None
+        delivery.possible_duplicate = claim.ambiguous
+        if utcnow() >= job.expires_at:
+            self._finish_failed(
+                delivery, SendError(ErrorCode.EXPIRED, "the job expired before it could be sent")
+            )
+            return None
+        try:
+            delivery.plan = plan = make_plan(self._config.get(), job)
+            if claim.kind == "new" and claim.call_count > plan.max_per_call:
+                raise SendError(
+                    ErrorCode.LIMIT_REACHED, f"this call has reached its {plan.max_per_call} texts"
+                )
+        except SendError as err:
+            self._finish_failed(delivery, err)
+            return None
+        return self._send(delivery, plan)
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    def _claim(self, delivery: Delivery) -> Claim:
+        """Claim the key; while another worker holds it, wait for its outcome (or its lease to end)."""
+        job = delivery.job
+        poll = _BUSY_POLL[0]
+        while True:
+            claim = self._idem.claim(
+                job.idempotency_key, job_id=job.job_id, owner=delivery.owner, call_id=job.call.call_id
+            )
+            if claim.kind != "busy":
+                return claim
+            time.sleep(min(poll, claim.lease_left_ms / 1000 + 0.005))
+            poll = min(poll * 2, _BUSY_POLL[1])
+
+    def _replay(self, delivery: Delivery, claim: Claim) -> None:
+        """The key's outcome is known: answer this job with it, and send nothing."""
+        job = delivery.job
+        if claim.owner_job_id == job.job_id:
+            # A redelivery of a job that already ended: its terminal event is on the channel.
+            log.info("sms.duplicate_delivery", job_id=job.job_id, call_id=job.call.call_id)
+            return
+        outcome = claim.outcome or {}
+        status = Status(outcome.get("status", Status.FAILED))
+        error = ErrorInfo.model_validate(outcome["error"]) if outcome.get("error") else None
+        event = Event(
+            job_id=job.job_id,
+            call_id=job.call.call_id,
+            status=status,
+            terminal=True,
+            at=utcnow(),
+            attempt=int(outcome.get("attempt", 0)),
+            provider=outcome.get("provider"),
+            provider_message_id=outcome.get("provider_message_id"),
+            to=outcome.get("to"),
+            from_=outcome.get("from_"),
+            segments=outcome.get("segments"),
+            error=error,
+            tool_message=tool_message(status, error.code if error else None),
+            possible_duplicate=bool(outcome.get("possible_duplicate", False)),
+        )
+        events.publish(self._redis, event)
+        self._log(delivery, event, replayed_from=claim.owner_job_id)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _send(self, delivery: Delivery, plan: SendPlan) -> float | None:
+        job = delivery.job
+        sending = self._event(delivery, Status.SENDING, terminal=False)
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._idem.mark_calling(job.idempotency_key, owner=delivery.owner, pipe=pipe)
+            events.publish(pipe, sending)
+            pipe.execute()
+        provider = self._providers.get(plan.connection)
+        sms = OutboundSms(
+            to=plan.to,
+            from_=plan.from_,
+            body=plan.body,
+            job_id=job.job_id,
+            idempotency_key=job.idempotency_key,
+            validity_seconds=plan.validity_seconds,
+        )
+        sent_at = time.monotonic()
+        try:
+            receipt = provider.send(sms)
+        except SendError as err:
+            delivery.provider_ms = (time.monotonic() - sent_at) * 1000
+            return self._after_error(delivery, err)
+        delivery.provider_ms = (time.monotonic() - sent_at) * 1000
+        self._finish_accepted(delivery, receipt)
+        return None
+
+    def _after_error(self, delivery: Delivery, err: SendError) -> float | None:
+        job = delivery.job
+        if err.retryable and delivery.attempt < self._settings.max_attempts:
+            delay = self.backoff(delivery.attempt, err.retry_after)
+            next_at = utcnow() + timedelta(seconds=delay)
+            if next_at < job.expires_at:
+                self._idem.mark_waiting(
+                    job.idempotency_key, owner=delivery.owner, ambiguous=err.ambiguous, hold_seconds=delay
+                )
+                event = self._event(
+                    delivery, Status.RETRYING, terminal=False, error=err.info(), next_attempt_at=next_at
+                )
+                events.publish(self._redis, event)
+                self._log(delivery, event, retry_in_ms=round(delay * 1000))
+                return delay
+        self._finish_failed(delivery, err)
+        return None
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter; a fast first retry (the caller is waiting), never
+        sooner than the provider's Retry-After."""
+        ceiling = min(
+            self._settings.retry_max_delay, self._settings.retry_first_delay * 2 * 3 ** (attempt - 1)
+        )
+        delay = self._rng.uniform(0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return delay
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def _finish_accepted(self, delivery: Delivery, receipt: Receipt) -> None:
+        event = self._event(delivery, Status.ACCEPTED, terminal=True, provider_message_id=receipt.message_id)
+        self._finish(delivery, event)
+
+    def _finish_failed(self, delivery: Delivery, err: SendError) -> None:
+        event = self._event(delivery, Status.FAILED, terminal=True, error=err.info())
+        self._finish(delivery, event, release=True)
+
+    def _finish(self, delivery: Delivery, event: Event, *, release: bool = False) -> None:
+        """Store the outcome under the key and publish the terminal event, atomically."""
+        job = delivery.job
+        outcome = event.model_dump(mode="json", include=_OUTCOME_FIELDS)
+        with self._redis.pipeline(transaction=True) as pipe:
+            self._idem.finish(pipe, job.idempotency_key, outcome)
+            if release:
+                self._idem.release_count(pipe, job.call.call_id)
+            events.publish(pipe, event)
+            pipe.execute()
+        self._log(delivery, event)
+
+    def _event(self, delivery: Delivery, status: Status, *, terminal: bool, **fields: Any) -> Event:
+        plan = delivery.plan
+        error: ErrorInfo | None = fields.get("error")
+        return Event(
+            job_id=delivery.job.job_id,
+            call_id=delivery.job.call.call_id,
+            status=status,
+            terminal=terminal,
+            at=utcnow(),
+            attempt=delivery.attempt,
+            provider=plan.connection.provider if plan else None,
+            to=mask_number(plan.to if plan else delivery.job.to),
+            from_=plan.from_ if plan else None,
+            segments=plan.segments if plan else None,
+            tool_message=tool_message(status, error.code if error else None),
+            possible_duplicate=delivery.possible_duplicate,
+            **fields,
+        )
+
+    def _reject_malformed(self, raw_job: Any, exc: ValidationError) -> None:
+        """A job no worker can read still gets a `failed` event when it names its job and call."""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'job'}: {err['msg']}" for err in exc.errors()[:10]
+        )
+        raw = raw_job if isinstance(raw_job, dict) else {}
+        job_id = raw.get("job_id")
+        call = raw.get("call")
+        call_id = call.get("call_id") if isinstance(call, dict) else None
+        if not (isinstance(job_id, str) and job_id and isinstance(call_id, str) and call_id):
+            log.error("sms.malformed_job", detail="no job_id or call.call_id to answer on", problems=problems)
+            return
+        error = ErrorInfo(code=ErrorCode.INVALID_REQUEST, message=f"malformed job: {problems}"[:1000])
+        event = Event(
+            job_id=job_id[:200],
+            call_id=call_id[:200],
+            status=Status.FAILED,
+            terminal=True,
+            at=utcnow(),
+            error=error,
+            tool_message=tool_message(Status.FAILED, ErrorCode.INVALID_REQUEST),
+        )
+        events.publish(self._redis, event)
+        log.warning(
+            "sms.send",
+            job_id=event.job_id,
+            call_id=event.call_id,
+            outcome="failed",
+            error_code="invalid_request",
+            problems=problems,
+        )
+
+    def _log(self, delivery: Delivery, event: Event, **extra: Any) -> None:
+        """The canonical line: one per outcome of one delivery, with no number and no body."""
+        job, plan = delivery.job, delivery.plan
+        fields: dict[str, Any] = {
+            "job_id": job.job_id,
+            "call_id": job.call.call_id,
+            "agent_id": job.agent_id,
+            "attempt": delivery.attempt,
+            "outcome": event.status.value,
+            "latency_ms": round((time.monotonic() - delivery.started) * 1000, 2),
+            "queue_ms": round((utcnow() - job.created_at).total_seconds() * 1000, 1),
+            "to": event.to,
+        }
+        if plan is not None:
+            fields.update(
+                provider=plan.connection.provider,
+                connection=plan.connection.label,
+                segments=plan.segments,
+                body_chars=len(plan.body),
+                body_sha256=hashlib.sha256(plan.body.encode()).hexdigest()[:16],
+            )
+        if delivery.provider_ms is not None:
+            fields["provider_ms"] = round(delivery.provider_ms, 2)
+        if event.error is not None:
+            fields.update(error_code=event.error.code.value, provider_code=event.error.provider_code)
+        if event.provider_message_id:
+            fields["provider_message_id"] = event.provider_message_id
+        if event.possible_duplicate:
+            fields["possible_duplicate"] = True
+        fields.update(extra)
+        level = log.warning if event.status == Status.FAILED else log.info
+        level("sms.send", **fields)

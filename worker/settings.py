@@ -1,0 +1,56 @@
+"""Settings: the only module that reads the environment (prefix `SMS_`).
+
+Built once at the edge (the Celery app, the CLI) and passed down explicitly; tests build
+`Settings(...)` with keyword arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every `SMS_*` variable; the README's configuration table documents each one."""
+
+    model_config = SettingsConfigDict(env_prefix="SMS_", extra="ignore", secrets_dir=None)
+
+    #: broker and result channel
+    redis_url: str = "redis://localhost:6379/0"
+    #: YAML or JSON config of connections and agents
+    config_file: Path | None = None
+    #: comma-separated Fernet keys, newest first, for `enc:` credentials
+    encryption_keys: SecretStr | None = None
+    #: let custom endpoints use loopback/private addresses and plain HTTP (tests, on-premise gateways)
+    allow_private_endpoints: bool = False
+    #: worker threads per process (the pool is `threads`: sends wait on the network, not the CPU)
+    concurrency: int = Field(default=200, ge=1, le=2000)
+    #: seconds one provider request may take (connect + response)
+    provider_timeout: float = Field(default=5.0, gt=0, le=60)
+    #: attempts per message, first one included, for retryable errors
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    #: seconds before the first retry (the caller is waiting)
+    retry_first_delay: float = Field(default=0.25, ge=0, le=5)
+    #: the longest wait between two attempts
+    retry_max_delay: float = Field(default=20.0, ge=0.1, le=120)
+    #: seconds an unacknowledged message waits before Redis hands it to another worker
+    visibility_timeout: int = Field(default=300, ge=10)
+    #: seconds kombu waits between sweeps that restore messages of dead workers
+    restore_interval: int = Field(default=10, ge=1)
+    #: seconds an idempotency record (and so the first outcome) is kept
+    idempotency_ttl: int = Field(default=24 * 3600, ge=60)
+    #: seconds a sender holds its claim while calling the provider before another worker may take over
+    claim_lease: float = Field(default=30.0, ge=1)
+    #: seconds between checks of the config source for changes
+    config_refresh: float = Field(default=2.0, ge=0.1)
+    log_level: str = "INFO"
+    #: `json`, `console`, or `auto` (console on a terminal, JSON otherwise)
+    log_format: Literal["json", "console", "auto"] = "auto"
+
+    def fernet_keys(self) -> list[str]:
+        if self.encryption_keys is None:
+            return []
+        return [k.strip() for k in self.encryption_keys.get_secret_value().split(",") if k.strip()]

@@ -1,0 +1,49 @@
+"""The Celery task `sms.send`: decode, hand to the service, turn "retry in N s" into a Celery retry."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import Reject
+from redis.exceptions import RedisError
+
+from producers.contract import TASK_NAME
+from worker import logs, runtime
+from worker.settings import Settings
+
+_HOST = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _summary(job: Any) -> str:
+    """What Celery shows for the job (Flower, its logs): no number, no text."""
+    if not isinstance(job, dict):
+        return "{'job': <malformed>}"
+    return f"{{'job': '<job {job.get('job_id')} agent={job.get('agent_id')}>'}}"
+
+
+def send(self: Task, job: Any = None, **unexpected: Any) -> None:
+    """`sms.send(job=...)`: one delivery of one job (see `worker.service`)."""
+    settings: Settings = self.app.midcall_settings
+    if unexpected:
+        job = {"__unexpected_arguments__": sorted(unexpected), **(job if isinstance(job, dict) else {})}
+    attempt = int(self.request.retries or 0) + 1
+    owner = f"{_HOST}:{uuid.uuid4().hex[:12]}"
+    logs.bind(job_id=self.request.id, attempt=attempt)
+    try:
+        delay = runtime.get(settings).service.handle(job, attempt=attempt, owner=owner)
+    except RedisError as exc:
+        # Redis is unreachable mid-send: hand the message back rather than drop it. If even that
+        # fails, it stays in Redis's unacked set and is restored after the visibility timeout.
+        raise Reject(f"redis unavailable: {type(exc).__name__}", requeue=True) from exc
+    finally:
+        logs.clear()
+    if delay is not None:
+        raise self.retry(countdown=delay, kwargsrepr=_summary(job))
+
+
+def register(app: Celery, settings: Settings) -> None:
+    app.task(name=TASK_NAME, bind=True, ignore_result=True, max_retries=None, typing=False)(send)
