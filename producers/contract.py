@@ -120,6 +120,9 @@ _REASONS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_REQUEST: "the request was malformed",
 }
 
+#: Codes whose detail helps the model correct its next call (which variable is missing, how long).
+_DETAILED_CODES = frozenset({ErrorCode.TEMPLATE_ERROR, ErrorCode.MESSAGE_TOO_LONG})
+
 SENT_MESSAGE = "SMS sent."
 NOT_SENT_PREFIX = "SMS couldn't be sent"
 PENDING_MESSAGE = "SMS not confirmed yet: it is queued and will be sent shortly."
@@ -130,18 +133,23 @@ def reason(code: ErrorCode) -> str:
     return _REASONS[code]
 
 
-def tool_message(status: Status | Literal["pending"], code: ErrorCode | None = None) -> str:
+def tool_message(
+    status: Status | Literal["pending"], code: ErrorCode | None = None, detail: str | None = None
+) -> str:
     """The exact text an LLM tool call returns for this outcome.
 
     "SMS sent." only when a provider accepted the message; "SMS couldn't be sent: <reason>."
-    when it failed; never "sent" for anything else.
+    when it failed; never "sent" for anything else. For template and length errors the `detail`
+    (which variable is missing, how long the text is) is added so the model can fix its call.
     """
     if status == Status.ACCEPTED:
         return SENT_MESSAGE
     if status == Status.DELIVERED:
         return "SMS delivered."
     if status == Status.FAILED:
-        return f"{NOT_SENT_PREFIX}: {reason(code or ErrorCode.PROVIDER_ERROR)}."
+        code = code or ErrorCode.PROVIDER_ERROR
+        extra = f" ({detail})" if detail and code in _DETAILED_CODES else ""
+        return f"{NOT_SENT_PREFIX}: {reason(code)}{extra}."
     if status == Status.UNDELIVERED:
         return f"SMS wasn't delivered: {reason(code or ErrorCode.UNDELIVERED)}."
     if status == Status.SENDING:

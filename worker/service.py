@@ -137,7 +137,7 @@ class SmsService:
             from_=outcome.get("from_"),
             segments=outcome.get("segments"),
             error=error,
-            tool_message=tool_message(status, error.code if error else None),
+            tool_message=tool_message(status, error.code if error else None, error.message if error else None),
             possible_duplicate=bool(outcome.get("possible_duplicate", False)),
         )
         events.publish(self._redis, event)
@@ -236,7 +236,7 @@ class SmsService:
             to=mask_number(plan.to if plan else delivery.job.to),
             from_=plan.from_ if plan else None,
             segments=plan.segments if plan else None,
-            tool_message=tool_message(status, error.code if error else None),
+            tool_message=tool_message(status, error.code if error else None, error.message if error else None),
             possible_duplicate=delivery.possible_duplicate,
             **fields,
         )

@@ -1,0 +1,81 @@
+"""`midcall-sms`: the command line (demo, config tools, sending and watching SMS)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from worker.config.crypto import Crypto
+from worker.config.loader import load_file
+from worker.errors import ConfigError, SmsError
+from worker.settings import Settings
+
+
+def _demo(_: argparse.Namespace, __: Settings) -> int:
+    from worker import demo
+
+    return demo.main()
+
+
+def _validate(args: argparse.Namespace, settings: Settings) -> int:
+    path = args.file or settings.config_file
+    if path is None:
+        raise ConfigError("give a config file, or set SMS_CONFIG_FILE")
+    config = load_file(path, crypto=Crypto(settings.fernet_keys()))
+    print(f"{path}: valid — {len(config.connections)} connection(s), {len(config.agents)} agent(s)")
+    for connection in config.connections:
+        default = " (default)" if connection.default else ""
+        print(f"  connection {connection.label!r}: {connection.provider}{default}")
+    for agent_id, agent in config.agents.items():
+        sms = agent.sms
+        state = "enabled" if sms.enabled else "disabled"
+        print(f"  agent {agent_id!r}: {state}, {len(sms.templates)} template(s)")
+    return 0
+
+
+def _keygen(_: argparse.Namespace, __: Settings) -> int:
+    print(Crypto.generate_key())
+    return 0
+
+
+def _encrypt(args: argparse.Namespace, settings: Settings) -> int:
+    value = sys.stdin.readline().rstrip("\n") if args.value == "-" else args.value
+    print(Crypto(settings.fernet_keys()).encrypt(value))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="midcall-sms", description="Text the caller during a live call.")
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "demo", help="run the product end to end: private Redis, worker, sandbox, a call"
+    ).set_defaults(run=_demo)
+    config = commands.add_parser("config", help="validate and encrypt config").add_subparsers(
+        dest="config_command", required=True
+    )
+    validate = config.add_parser("validate", help="check a config file (default: SMS_CONFIG_FILE)")
+    validate.add_argument("file", nargs="?", type=__import__("pathlib").Path)
+    validate.set_defaults(run=_validate)
+    config.add_parser("keygen", help="print a new Fernet key for SMS_ENCRYPTION_KEYS").set_defaults(
+        run=_keygen
+    )
+    encrypt = config.add_parser("encrypt", help="print an enc: token for a secret ('-' reads standard input)")
+    encrypt.add_argument("value")
+    encrypt.set_defaults(run=_encrypt)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args, Settings()))
+    except SmsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
