@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +34,8 @@ _OUTCOME_FIELDS = {
     "status", "attempt", "provider", "provider_message_id", "to", "from_", "segments", "error",
     "possible_duplicate",
 }  # fmt: skip
+#: Errors of a connection (not of the recipient) after which the fallback connection is tried.
+_FALLBACK_CODES = frozenset({ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.AUTH_FAILED, ErrorCode.RATE_LIMITED})
 #: How often a job polls an idempotency key that another worker holds.
 _BUSY_POLL = (0.01, 0.25)
 
@@ -49,6 +51,8 @@ class Delivery:
     possible_duplicate: bool = False
     plan: SendPlan | None = None
     provider_ms: float | None = None
+    #: the primary connection failed for good and this delivery now sends through the fallback
+    on_fallback: bool = False
 
 
 class SmsService:
@@ -137,7 +141,9 @@ class SmsService:
             from_=outcome.get("from_"),
             segments=outcome.get("segments"),
             error=error,
-            tool_message=tool_message(status, error.code if error else None, error.message if error else None),
+            tool_message=tool_message(
+                status, error.code if error else None, error.message if error else None
+            ),
             possible_duplicate=bool(outcome.get("possible_duplicate", False)),
         )
         events.publish(self._redis, event)
@@ -173,7 +179,7 @@ class SmsService:
 
     def _after_error(self, delivery: Delivery, err: SendError) -> float | None:
         job = delivery.job
-        if err.retryable and delivery.attempt < self._settings.max_attempts:
+        if err.retryable and not delivery.on_fallback and delivery.attempt < self._settings.max_attempts:
             delay = self.backoff(delivery.attempt, err.retry_after)
             next_at = utcnow() + timedelta(seconds=delay)
             if next_at < job.expires_at:
@@ -186,8 +192,32 @@ class SmsService:
                 events.publish(self._redis, event)
                 self._log(delivery, event, retry_in_ms=round(delay * 1000))
                 return delay
+        plan = delivery.plan
+        if (
+            plan is not None
+            and plan.fallback is not None
+            and err.code in _FALLBACK_CODES
+            and not delivery.on_fallback
+        ):
+            return self._send_fallback(delivery, plan, err)
         self._finish_failed(delivery, err)
         return None
+
+    def _send_fallback(self, delivery: Delivery, plan: SendPlan, err: SendError) -> float | None:
+        """The agent's connection is down or refuses our credentials: one attempt through its
+        fallback connection (never for a recipient's error, which another provider would repeat)."""
+        assert plan.fallback is not None
+        log.warning(
+            "sms.fallback", job_id=delivery.job.job_id, connection=plan.connection.label,
+            fallback=plan.fallback.label, error_code=err.code.value,
+        )  # fmt: skip
+        delivery.on_fallback = True
+        # A timeout on the primary may still have delivered: the fallback's copy may be a second one.
+        delivery.possible_duplicate = delivery.possible_duplicate or err.ambiguous
+        delivery.plan = replace(
+            plan, connection=plan.fallback, fallback=None, from_=plan.fallback.from_number or plan.from_
+        )
+        return self._send(delivery, delivery.plan)
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter; a fast first retry (the caller is waiting), never
@@ -236,7 +266,9 @@ class SmsService:
             to=mask_number(plan.to if plan else delivery.job.to),
             from_=plan.from_ if plan else None,
             segments=plan.segments if plan else None,
-            tool_message=tool_message(status, error.code if error else None, error.message if error else None),
+            tool_message=tool_message(
+                status, error.code if error else None, error.message if error else None
+            ),
             possible_duplicate=delivery.possible_duplicate,
             **fields,
         )

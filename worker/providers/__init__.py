@@ -16,7 +16,9 @@ import redis
 from worker.config.models import Connection
 from worker.providers.base import OutboundSms, Receipt, SmsProvider
 from worker.providers.custom import CustomProvider
+from worker.providers.plivo import PlivoProvider
 from worker.providers.sandbox import SandboxProvider
+from worker.providers.telnyx import TelnyxProvider
 from worker.providers.twilio import TwilioProvider
 from worker.settings import Settings
 
@@ -80,9 +82,11 @@ class ProviderPool:
                 http=self.http(),
                 allow_private=self._settings.allow_private_endpoints,
             )
-        if connection.provider == "sandbox":
-            return SandboxProvider(self._redis)
-        raise NotImplementedError(f"provider {connection.provider!r} is not available yet")
+        if connection.provider == "plivo":
+            return PlivoProvider(connection, http=self.http())
+        if connection.provider == "telnyx":
+            return TelnyxProvider(connection, http=self.http())
+        return SandboxProvider(self._redis)
 
     def close(self) -> None:
         with self._lock:

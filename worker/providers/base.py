@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 
@@ -95,6 +95,14 @@ def map_transport_errors() -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from exc
+
+
+def response_json(response: httpx.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON (an HTML error page from a proxy)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def retry_after_seconds(value: str | None) -> float | None:

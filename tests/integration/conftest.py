@@ -1,0 +1,106 @@
+"""Integration fixtures: real `celery -A worker worker` processes against the session's redis-server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+class WorkerProcess:
+    """One `celery -A worker worker` subprocess with its own log file."""
+
+    def __init__(
+        self, redis_url: str, config: Path, log: Path, *, concurrency: int, env: dict[str, str]
+    ) -> None:
+        self.log_path = log
+        self.config = config
+        environ = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SMS_", "TWILIO_"))},
+            "SMS_REDIS_URL": redis_url,
+            "SMS_CONFIG_FILE": str(config),
+            "SMS_LOG_FORMAT": "json",
+            "SMS_CONCURRENCY": str(concurrency),
+            "SMS_ALLOW_PRIVATE_ENDPOINTS": "true",
+            "NO_PROXY": "127.0.0.1,localhost",
+            **env,
+        }
+        command = [
+            sys.executable, "-m", "celery", "-A", "worker", "worker", "--without-mingle", "--without-gossip",
+            "-n", f"test-{log.stem}@%h",
+        ]  # fmt: skip
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=environ, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> WorkerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited ({self.process.returncode}):\n{self.output()[-3000:]}")
+            if "ready." in self.output():
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"worker not ready:\n{self.output()[-3000:]}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+
+
+WorkerFactory = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    def write(data: dict[str, Any], name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start workers on the test's Redis; every one is stopped (SIGTERM) at the end of the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(
+        config: Path, *, concurrency: int = 32, env: dict[str, str] | None = None, wait: bool = True
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            redis_url, config, tmp_path / f"worker{len(workers)}.log", concurrency=concurrency, env=env or {}
+        )
+        workers.append(worker)
+        return worker.wait_ready() if wait else worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
