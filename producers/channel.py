@@ -19,7 +19,6 @@ from producers.contract import (
 )
 
 
-
 def queued_event(job: Job) -> Event:
     return Event(
         job_id=job.job_id,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from producers.channel import TTL, XADD_OPTIONS, absorb, parse_entries, queued_event, reply_entries, xadd_args
@@ -28,6 +28,11 @@ from producers.envelope import task_message
 from producers.jobs import DEFAULT_EXPIRES_IN, build_job
 from producers.results import SendResult
 
+#: Connections per client: one per send awaiting its outcome, plus enqueues.
+MAX_CONNECTIONS = 2000
+#: The longest single blocking read, in seconds: below redis-py's default 5 s socket timeout,
+#: which then still catches a Redis that went silent.
+MAX_BLOCK = 2.0
 #: Extra seconds allowed past a blocking read's own timeout before the client gives up on Redis.
 _GRACE = 0.5
 
@@ -63,11 +68,17 @@ class SmsClient:
         self._owns_redis = owns_redis
 
     @classmethod
-    def from_url(cls, url: str, **redis_options: Any) -> Self:
-        """A client with its own connection pool; `redis_options` go to `redis.asyncio.Redis`."""
+    def from_url(cls, url: str, *, max_connections: int = MAX_CONNECTIONS, **redis_options: Any) -> Self:
+        """A client with its own connection pool; `redis_options` go to the pool's connections.
+
+        Each send waiting for its outcome holds one connection (a blocking XREAD), so the pool
+        is large and blocking: past `max_connections` a send waits for a free connection
+        (within its own timeout) instead of failing.
+        """
         options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_keepalive": True}
         options.update(redis_options)
-        return cls(Redis.from_url(url, **options), owns_redis=True)
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None, **options)
+        return cls(Redis(connection_pool=pool), owns_redis=True)
 
     async def __aenter__(self) -> Self:
         return self
@@ -80,6 +91,7 @@ class SmsClient:
     async def aclose(self) -> None:
         if self._owns_redis:
             await self._redis.aclose()
+            await self._redis.connection_pool.disconnect()
 
     async def send(
         self,
@@ -133,14 +145,10 @@ class SmsClient:
         deadline = time.monotonic() + max(timeout, 0.0)
         key = events_key(job.call.call_id)
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                async with asyncio.timeout(remaining + _GRACE):
-                    reply = await self._redis.xread({key: last_id}, block=max(int(remaining * 1000), 1))
-                if not reply:
-                    break
+            while (remaining := deadline - time.monotonic()) > 0:
+                block = min(remaining, MAX_BLOCK)
+                async with asyncio.timeout(block + _GRACE):
+                    reply = await self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
                 last_id, done = absorb(job.job_id, reply, seen, last_id)
                 if done:
                     break
@@ -157,13 +165,16 @@ class SmsClient:
         """
         key = events_key(call_id)
         last_id = since
-        block_ms = int(idle_timeout * 1000) if idle_timeout is not None else 5000
+        idle_deadline = None if idle_timeout is None else time.monotonic() + idle_timeout
         while True:
-            reply = await self._redis.xread({key: last_id}, block=max(block_ms, 1))
-            if not reply:
-                if idle_timeout is not None:
-                    return
-                continue
-            for entry_id, event in parse_entries(reply_entries(reply)):
+            block = MAX_BLOCK if idle_deadline is None else min(MAX_BLOCK, idle_deadline - time.monotonic())
+            if block <= 0:
+                return
+            async with asyncio.timeout(block + _GRACE):
+                reply = await self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
+            entries = parse_entries(reply_entries(reply))
+            for entry_id, event in entries:
                 last_id = entry_id
                 yield event
+            if entries and idle_timeout is not None:
+                idle_deadline = time.monotonic() + idle_timeout

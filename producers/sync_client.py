@@ -11,7 +11,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from producers.channel import TTL, XADD_OPTIONS, absorb, parse_entries, queued_event, reply_entries, xadd_args
-from producers.client import queue_unavailable
+from producers.client import MAX_BLOCK, queue_unavailable
 from producers.contract import QUEUE, CallContext, Event, Job, VariableValue, events_key
 from producers.envelope import task_message
 from producers.jobs import DEFAULT_EXPIRES_IN, build_job
@@ -86,9 +86,8 @@ class SyncSmsClient:
         key = events_key(job.call.call_id)
         try:
             while (remaining := deadline - time.monotonic()) > 0:
-                reply = self._redis.xread({key: last_id}, block=max(int(remaining * 1000), 1))
-                if not reply:
-                    break
+                block = min(remaining, MAX_BLOCK)
+                reply = self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
                 last_id, done = absorb(job.job_id, reply, seen, last_id)
                 if done:
                     break
@@ -102,13 +101,15 @@ class SyncSmsClient:
         """Every event of the call from `since` (see `SmsClient.events`)."""
         key = events_key(call_id)
         last_id = since
-        block_ms = int(idle_timeout * 1000) if idle_timeout is not None else 5000
+        idle_deadline = None if idle_timeout is None else time.monotonic() + idle_timeout
         while True:
-            reply = self._redis.xread({key: last_id}, block=max(block_ms, 1))
-            if not reply:
-                if idle_timeout is not None:
-                    return
-                continue
-            for entry_id, event in parse_entries(reply_entries(reply)):
+            block = MAX_BLOCK if idle_deadline is None else min(MAX_BLOCK, idle_deadline - time.monotonic())
+            if block <= 0:
+                return
+            reply = self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
+            entries = parse_entries(reply_entries(reply))
+            for entry_id, event in entries:
                 last_id = entry_id
                 yield event
+            if entries and idle_timeout is not None:
+                idle_deadline = time.monotonic() + idle_timeout
