@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from worker.testing.twilio import FakeTwilio
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -104,3 +106,55 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[WorkerFactory]:
     yield start
     for worker in workers:
         worker.stop()
+
+
+# -- a Twilio connection on a fake Twilio, shared by the integration tests ----------------------
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "tok-sekret-4f9a1c7d"  # must never show up in output or in Redis
+CALLER = "+14155551234"
+AGENT_NUMBER = "+15005550006"  # Twilio's test "From" that passes validation
+TEMPLATE = "Your appointment is confirmed for {date} at {time}. Details: {link}"
+VARIABLES = {"date": "March 10", "time": "2:00 PM", "link": "https://acme.example/b/42"}
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN) as fake:
+        yield fake
+        assert fake.violations == [], "requests broke Twilio's OpenAPI spec"
+
+
+@pytest.fixture
+def config(write_config: Callable[[dict[str, Any]], Path], twilio: FakeTwilio) -> Path:
+    return write_config(
+        {
+            "connections": [
+                {
+                    "label": "Twilio - Support",
+                    "provider": "twilio",
+                    "default": True,
+                    "from_number": AGENT_NUMBER,
+                    "credentials": {"account_sid": ACCOUNT_SID, "auth_token": "${TWILIO_AUTH_TOKEN}"},
+                    "api_base_url": twilio.url,
+                }
+            ],
+            "agents": {
+                "agent_abc123": {
+                    "voice_tools": {
+                        "sms_mid_call": {
+                            "enabled": True,
+                            "provider": "twilio",
+                            "templates": {"booking_confirmation": TEMPLATE},
+                            "max_per_call": 5,
+                        }
+                    }
+                }
+            },
+        }
+    )
+
+
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    return {"TWILIO_AUTH_TOKEN": AUTH_TOKEN}

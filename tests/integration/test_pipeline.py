@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,62 +12,13 @@ import pytest
 import redis
 
 from producers import CallContext, SmsClient, Status
-from tests.integration.conftest import WorkerFactory
+from tests.integration.conftest import AGENT_NUMBER, AUTH_TOKEN, CALLER, TEMPLATE, VARIABLES, WorkerFactory
 from worker.testing.actions import Error
 from worker.testing.twilio import FakeTwilio
-
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
-AUTH_TOKEN = "tok-sekret-4f9a1c7d"  # must never show up in output or in Redis
-CALLER = "+14155551234"
-AGENT_NUMBER = "+15005550006"  # Twilio's test "From" that passes validation
-TEMPLATE = "Your appointment is confirmed for {date} at {time}. Details: {link}"
-VARIABLES = {"date": "March 10", "time": "2:00 PM", "link": "https://acme.example/b/42"}
 
 
 def inbound(call_id: str, caller: str = CALLER) -> CallContext:
     return CallContext(call_id=call_id, direction="inbound", from_number=caller, to_number=AGENT_NUMBER)
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    with FakeTwilio(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN) as fake:
-        yield fake
-        assert fake.violations == [], "requests broke Twilio's OpenAPI spec"
-
-
-@pytest.fixture
-def config(write_config: Callable[[dict[str, Any]], Path], twilio: FakeTwilio) -> Path:
-    return write_config(
-        {
-            "connections": [
-                {
-                    "label": "Twilio - Support",
-                    "provider": "twilio",
-                    "default": True,
-                    "from_number": AGENT_NUMBER,
-                    "credentials": {"account_sid": ACCOUNT_SID, "auth_token": "${TWILIO_AUTH_TOKEN}"},
-                    "api_base_url": twilio.url,
-                }
-            ],
-            "agents": {
-                "agent_abc123": {
-                    "voice_tools": {
-                        "sms_mid_call": {
-                            "enabled": True,
-                            "provider": "twilio",
-                            "templates": {"booking_confirmation": TEMPLATE},
-                            "max_per_call": 5,
-                        }
-                    }
-                }
-            },
-        }
-    )
-
-
-@pytest.fixture
-def worker_env() -> dict[str, str]:
-    return {"TWILIO_AUTH_TOKEN": AUTH_TOKEN}
 
 
 async def test_templated_sms_for_an_inbound_call_is_accepted_with_twilios_sid(
@@ -123,16 +73,24 @@ async def test_200_concurrent_sends_reach_the_provider_exactly_once_each(
     assert len(set(bodies)) == 200, "a message reached the provider twice"
 
 
+BOOKING = {"template": "booking_confirmation", "variables": VARIABLES}
+REFUSALS = [
+    (inbound("CA-bad", caller="+1415555"), BOOKING, "invalid_number"),
+    (inbound("CA-var"), {**BOOKING, "variables": {"date": "March 10"}}, "template_error"),
+    (
+        inbound("CA-inj"),
+        {"message": "You won! https://evil.example", "to": "+19005550100"},
+        "recipient_not_allowed",
+    ),
+    (inbound("CA-fmt"), {**BOOKING, "variables": {**VARIABLES, "date": "{0.__class__}"}}, None),
+]
+
+
 @pytest.mark.parametrize(
     ("call", "send", "code"),
-    [
-        (inbound("CA-bad", caller="+1415555"), {"template": "booking_confirmation", "variables": VARIABLES}, "invalid_number"),
-        (inbound("CA-var"), {"template": "booking_confirmation", "variables": {"date": "March 10"}}, "template_error"),
-        (inbound("CA-inj"), {"message": "You won! https://evil.example", "to": "+19005550100"}, "recipient_not_allowed"),
-        (inbound("CA-fmt"), {"template": "booking_confirmation", "variables": {**VARIABLES, "date": "{0.__class__}"}}, None),
-    ],
+    REFUSALS,
     ids=["bad-number", "missing-variable", "injected-recipient", "braces-in-a-value"],
-)  # fmt: skip
+)
 async def test_refusals_end_failed_with_their_code_and_no_provider_call(
     start_worker: WorkerFactory,
     config: Path,
