@@ -10,7 +10,16 @@ import redis
 
 from worker.redis_server import RedisServer
 
-_LEAKY_ENV = ("TWILIO_", "SMS_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+_LEAKY_ENV = (
+    "TWILIO_",
+    "SMS_",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import redis
 
 from producers import CallContext, SmsClient, Status
 from tests.integration.conftest import AGENT_NUMBER, AUTH_TOKEN, CALLER, TEMPLATE, VARIABLES, WorkerFactory
+from tests.redis_dump import dump_all
 from worker.testing.actions import Error
 from worker.testing.twilio import FakeTwilio
 
@@ -168,28 +169,6 @@ async def test_no_secret_reaches_worker_output_or_redis(
     assert "sms.send" in output  # the canonical lines are there, so the check below is meaningful
     assert AUTH_TOKEN not in output
     assert CALLER not in output
-    dump = _dump_all(redis_client)
+    dump = dump_all(redis_client)
     assert dump, "expected keys in Redis"
     assert AUTH_TOKEN.encode() not in dump
-
-
-def _dump_all(client: redis.Redis) -> bytes:
-    """Every key's value in the database, whatever its type, as one blob."""
-    chunks: list[bytes] = []
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        if kind == b"string":
-            chunks.append(client.get(key) or b"")
-        elif kind == b"hash":
-            chunks.extend(b"%s=%s" % kv for kv in client.hgetall(key).items())
-        elif kind == b"list":
-            chunks.extend(client.lrange(key, 0, -1))
-        elif kind == b"set":
-            chunks.extend(client.smembers(key))
-        elif kind == b"zset":
-            chunks.extend(m for m, _ in client.zrange(key, 0, -1, withscores=True))
-        elif kind == b"stream":
-            for _, fields in client.xrange(key):
-                chunks.extend(b"%s=%s" % kv for kv in fields.items())
-        chunks.append(key)
-    return b"\n".join(chunks)
