@@ -17,7 +17,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    model_validator,
+)
 
 CONTRACT_VERSION: Literal[1] = 1
 #: The Celery task name producers send to.
@@ -52,10 +62,22 @@ def call_counter_key(call_id: str) -> str:
 #: The Redis Stream the sandbox provider records accepted messages into.
 SANDBOX_OUTBOX_KEY = "sms:sandbox:outbox"
 
-Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@/+=\-]+$")
-]
-VariableValue = str | int | float
+#: What ids (job, call, agent, idempotency key) may contain.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:@/+=\-]{1,200}$"
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+
+
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains characters that are not valid text (a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_utf8)]
+#: A template variable's value: text or a number (booleans are refused, not turned into 1).
+VariableValue = Text | StrictInt | StrictFloat
 
 
 class Status(StrEnum):
@@ -190,7 +212,7 @@ class Job(BaseModel):
     connection: str | None = Field(default=None, max_length=200, description="Connection label.")
     template: str | None = Field(default=None, max_length=200)
     variables: dict[str, VariableValue] = Field(default_factory=dict)
-    message: str | None = Field(default=None, max_length=10 * MAX_MESSAGE_CHARS)
+    message: Text | None = Field(default=None, max_length=10 * MAX_MESSAGE_CHARS)
     expires_at: datetime
     created_at: datetime
 
@@ -267,6 +289,7 @@ def mask_number(number: str | None) -> str | None:
     """A phone number as it may appear in events and logs: `+14155551234` -> `+1415****234`."""
     if number is None:
         return None
-    if len(number) <= 7:
+    if len(number) < 12:
+        # Too short to show both ends without revealing most of it.
         return number[:2] + "*" * max(len(number) - 2, 0)
     return f"{number[:5]}****{number[-3:]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -12,6 +13,8 @@ from producers.contract import CallContext, Job, VariableValue, utcnow
 
 #: How long a job may wait before it is dropped as `expired` instead of sent late.
 DEFAULT_EXPIRES_IN = 300.0
+#: The longest a job may wait (a day): a text for a live call is useless later than that.
+MAX_EXPIRES_IN = 86400.0
 
 
 def new_job_id() -> str:
@@ -35,8 +38,15 @@ def build_job(
     """A validated job; raises `ValueError` (or `TypeError`) for arguments no worker could accept."""
     if not isinstance(call, CallContext):
         raise TypeError(f"'call' must be a CallContext, not {type(call).__name__}")
-    if expires_in <= 0:
-        raise ValueError("'expires_in' must be positive")
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int | float)
+        or not math.isfinite(expires_in)
+        or not 0 < expires_in <= MAX_EXPIRES_IN
+    ):
+        raise ValueError(f"'expires_in' must be positive and finite, at most {MAX_EXPIRES_IN:.0f} seconds")
+    if variables is not None and not isinstance(variables, Mapping):
+        raise TypeError(f"'variables' must be a mapping of names to values, not {type(variables).__name__}")
     job_id = job_id or new_job_id()
     now = utcnow()
     try:

@@ -107,7 +107,13 @@ def _recipient(job: Job, sms: SmsMidCall) -> str:
 
 
 def _sender(job: Job, sms: SmsMidCall, connection: Connection) -> str | None:
-    configured = sms.from_number or connection.from_number
+    overridden = job.connection is not None and job.connection != sms.connection
+    # A job that picked another connection sends from that connection's number.
+    configured = (
+        (connection.from_number or sms.from_number)
+        if overridden
+        else (sms.from_number or connection.from_number)
+    )
     if job.from_ is None:
         return configured
     try:

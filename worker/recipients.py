@@ -31,7 +31,8 @@ def normalize(number: str) -> str:
 def region_of(e164: str) -> str | None:
     """The ISO country code of an E.164 number (`US`), if known."""
     region: str | None = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
-    return region if region and region != "ZZ" else None
+    # "ZZ" is unknown and "001" non-geographic (+800, +882…): neither is a country.
+    return region if region and len(region) == 2 and region.isalpha() and region != "ZZ" else None
 
 
 def customer_number(call: CallContext) -> str:

@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import time
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 import structlog
 from pydantic import ValidationError
 
-from producers.contract import ErrorCode, ErrorInfo, Event, Job, Status, mask_number, tool_message, utcnow
+from producers.contract import (
+    IDENTIFIER_PATTERN,
+    ErrorCode,
+    ErrorInfo,
+    Event,
+    Job,
+    Status,
+    mask_number,
+    tool_message,
+    utcnow,
+)
 from worker import events
 from worker.config.source import ConfigSource
 from worker.errors import SendError
@@ -53,6 +64,23 @@ class Delivery:
     provider_ms: float | None = None
     #: the primary connection failed for good and this delivery now sends through the fallback
     on_fallback: bool = False
+
+
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+#: Twilio's ValidityPeriod range, in seconds.
+_VALIDITY_RANGE = (1, 36000)
+
+
+def validity(configured: int | None, expires_at: datetime) -> int:
+    """How long the provider may queue the message: the agent's `validity_seconds`, never past the
+    job's own deadline, so an in-call text never arrives hours after the call."""
+    remaining = int((expires_at - utcnow()).total_seconds())
+    seconds = remaining if configured is None else min(configured, remaining)
+    return max(_VALIDITY_RANGE[0], min(seconds, _VALIDITY_RANGE[1]))
+
+
+def _is_identifier(value: Any) -> bool:
+    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
 
 
 class SmsService:
@@ -165,7 +193,7 @@ class SmsService:
             body=plan.body,
             job_id=job.job_id,
             idempotency_key=job.idempotency_key,
-            validity_seconds=plan.validity_seconds,
+            validity_seconds=validity(plan.validity_seconds, job.expires_at),
         )
         sent_at = time.monotonic()
         try:
@@ -275,20 +303,29 @@ class SmsService:
 
     def _reject_malformed(self, raw_job: Any, exc: ValidationError) -> None:
         """A job no worker can read still gets a `failed` event when it names its job and call."""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'job'}: {err['msg']}" for err in exc.errors()[:10]
+        problems = (
+            "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'job'}: {err['msg']}" for err in exc.errors()[:10]
+            )
+            .encode("utf-8", "backslashreplace")
+            .decode("utf-8")
         )
         raw = raw_job if isinstance(raw_job, dict) else {}
         job_id = raw.get("job_id")
         call = raw.get("call")
         call_id = call.get("call_id") if isinstance(call, dict) else None
-        if not (isinstance(job_id, str) and job_id and isinstance(call_id, str) and call_id):
-            log.error("sms.malformed_job", detail="no job_id or call.call_id to answer on", problems=problems)
+        if not (_is_identifier(job_id) and _is_identifier(call_id)):
+            log.error(
+                "sms.malformed_job",
+                detail="no readable job_id and call.call_id to answer on",
+                problems=problems,
+            )
             return
+        assert isinstance(job_id, str) and isinstance(call_id, str)
         error = ErrorInfo(code=ErrorCode.INVALID_REQUEST, message=f"malformed job: {problems}"[:1000])
         event = Event(
-            job_id=job_id[:200],
-            call_id=call_id[:200],
+            job_id=job_id,
+            call_id=call_id,
             status=Status.FAILED,
             terminal=True,
             at=utcnow(),

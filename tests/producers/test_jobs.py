@@ -64,11 +64,6 @@ def test_non_scalar_variable_values_are_refused(value: Any) -> None:
         build(variables={"date": value})
 
 
-@pytest.mark.xfail(
-    reason="BUG: Job.variables is dict[str, str | int | float] in lax mode, so True is silently "
-    "coerced to 1 (the tool adapter and the worker's templates both refuse booleans)",
-    strict=True,
-)
 def test_boolean_variable_values_are_refused() -> None:
     """A boolean variable value raises ValueError instead of being sent as "1"."""
     with pytest.raises(ValueError, match=r"variables\.confirmed"):
@@ -89,11 +84,6 @@ def test_non_positive_expires_in_is_refused(expires_in: float) -> None:
         build(expires_in=expires_in)
 
 
-@pytest.mark.xfail(
-    reason="BUG: build_job checks only `expires_in <= 0`: inf and 1e12 raise OverflowError, nan a "
-    "ValueError from timedelta, none of them naming 'expires_in'",
-    strict=True,
-)
 @pytest.mark.parametrize("expires_in", [float("inf"), float("nan"), 1e12], ids=["inf", "nan", "huge"])
 def test_non_finite_or_absurd_expires_in_is_refused_naming_the_field(expires_in: float) -> None:
     """A non-finite or out-of-range expires_in raises ValueError naming 'expires_in'."""
@@ -101,11 +91,6 @@ def test_non_finite_or_absurd_expires_in_is_refused_naming_the_field(expires_in:
         build(expires_in=expires_in)
 
 
-@pytest.mark.xfail(
-    reason="BUG: build_job calls dict(variables) unchecked: a list or an int raises "
-    "'dictionary update sequence…' / 'int object is not iterable' without naming 'variables'",
-    strict=True,
-)
 @pytest.mark.parametrize("variables", [["date"], 5], ids=["list", "int"])
 def test_variables_that_are_not_a_mapping_are_refused_naming_the_field(variables: Any) -> None:
     """Variables that are not a mapping raise ValueError or TypeError naming 'variables'."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from producers.client import SmsClient
-from producers.contract import ErrorCode, ErrorInfo, Status, reason, tool_message
-from producers.contract import CallContext, VariableValue
+from producers.contract import CallContext, ErrorCode, ErrorInfo, Status, VariableValue, reason, tool_message
 from producers.jobs import build_job
 from producers.results import SendResult
 from producers.tools import SEND_SMS_TOOL, send_sms
@@ -25,7 +24,7 @@ class StubClient(SmsClient):
         self.result = result
         self.calls: list[dict[str, Any]] = []
 
-    async def send(  # type: ignore[override]
+    async def send(
         self,
         *,
         agent_id: str,
@@ -40,7 +39,7 @@ class StubClient(SmsClient):
         timeout: float = 5.0,
         expires_in: float = 300.0,
     ) -> SendResult:
-        arguments = {
+        arguments: dict[str, Any] = {
             "agent_id": agent_id, "call": call, "template": template, "variables": variables,
             "message": message, "to": to, "from_": from_, "connection": connection,
             "idempotency_key": idempotency_key,

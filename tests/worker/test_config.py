@@ -172,11 +172,6 @@ def test_an_agent_without_sms_mid_call_is_disabled() -> None:
     assert config.agents["agent_x"].sms.enabled is False
 
 
-@pytest.mark.xfail(
-    reason="BUG: resolve() interpolates ${VAR} and decrypts enc: in every string of the document, "
-    "including platform agent fields the model ignores (a prompt with ${customer_name} breaks the load)",
-    strict=True,
-)
 def test_placeholders_in_platform_fields_we_do_not_read_do_not_break_loading() -> None:
     """An agent body whose unread fields hold ${...} text (its prompt, say) still loads."""
     body = agent()
@@ -239,11 +234,6 @@ def test_a_missing_variable_in_an_agent_names_the_agent() -> None:
     assert "GATEWAY_KEY" in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: resolve() reports `${VAR}` and `enc:` errors by document path (connections[1]...), "
-    "not by the connection's label like every other config error",
-    strict=True,
-)
 def test_a_missing_variable_in_a_connection_names_the_connection_by_label() -> None:
     """A missing `${VAR}` in a connection names the connection by its label, not its index."""
     message = refusal(
@@ -287,7 +277,7 @@ def test_encryption_uses_the_newest_key_and_rotation_moves_values_to_it() -> Non
 
 
 def test_a_value_encrypted_with_an_unknown_key_names_the_field_and_leaks_nothing() -> None:
-    """An `enc:` value no configured key opens is refused naming the field, never its ciphertext or plaintext."""
+    """An `enc:` value no key opens is refused naming the field, never its ciphertext or plaintext."""
     token = Crypto([Crypto.generate_key()]).encrypt(SECRET)
     message = refusal(
         {"connections": [twilio(credentials={"account_sid": "AC1", "auth_token": token})]},

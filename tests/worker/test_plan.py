@@ -273,7 +273,7 @@ def test_validity_and_cap_come_from_the_agent() -> None:
 
 
 def test_a_job_choosing_another_connection_is_refused_without_allow_overrides() -> None:
-    """A job's connection label other than the agent's fails with sender_invalid unless overrides are allowed."""
+    """A job's connection other than the agent's fails with sender_invalid unless overrides are allowed."""
     err = refused(config(), job(connection="Twilio - Sales"))
     assert err.code == ErrorCode.SENDER_INVALID
 
@@ -297,7 +297,7 @@ def test_an_unknown_override_connection_is_sender_invalid() -> None:
 
 
 def test_a_job_choosing_another_sender_is_refused_without_allow_overrides() -> None:
-    """A job's from_ other than the configured number fails with sender_invalid unless overrides are allowed."""
+    """A job's from_ other than the configured number fails with sender_invalid without allow_overrides."""
     assert refused(config(), job(from_="+14155550001")).code == ErrorCode.SENDER_INVALID
 
 
@@ -334,7 +334,7 @@ def test_an_agent_level_custom_provider_synthesizes_a_custom_connection() -> Non
 
 
 def test_an_agent_level_custom_provider_without_url_is_sms_disabled() -> None:
-    """An agent with provider custom but no custom_api_url (and no custom connection) fails with sms_disabled."""
+    """An agent with provider custom but no custom_api_url nor custom connection fails with sms_disabled."""
     assert refused(config(provider="custom"), job()).code == ErrorCode.SMS_DISABLED
 
 

@@ -56,11 +56,6 @@ def test_region_of_gives_the_iso_country(e164: str, region: str) -> None:
     assert region_of(e164) == region
 
 
-@pytest.mark.xfail(
-    reason="BUG: region_of filters phonenumbers' 'ZZ' but not '001', its region for non-geographic "
-    "numbers (+800 freephone, +882/+883 networks), so it returns '001', not an ISO 3166 code",
-    strict=True,
-)
 def test_region_of_a_non_geographic_number_is_none() -> None:
     """A valid non-geographic number (+800 international freephone) has no ISO country: None."""
     assert normalize("+80012345678") == "+80012345678"

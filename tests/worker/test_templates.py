@@ -26,7 +26,7 @@ class Exploding:
 def test_renders_named_placeholders() -> None:
     """`{name}` placeholders are replaced by their variables' values, numbers included."""
     source = "Your appointment is confirmed for {date} at {time}. Details: {link} (#{n}, {price})"
-    variables = {
+    variables: dict[str, Any] = {
         "date": "March 10",
         "time": "2:00 PM",
         "link": "https://acme.example/b/42",
@@ -80,7 +80,7 @@ def test_fields_lists_the_placeholder_names() -> None:
 )
 def test_non_identifier_placeholders_are_refused(source: str) -> None:
     """Attribute, index, conversion, format-spec, positional and empty placeholders are refused."""
-    with pytest.raises(TemplateError, match="only {name} placeholders are allowed"):
+    with pytest.raises(TemplateError, match=r"only \{name\} placeholders are allowed"):
         parse(source)
 
 

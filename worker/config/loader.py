@@ -37,10 +37,7 @@ def parse_text(text: str, *, source: str) -> Any:
 def resolve(value: Any, *, crypto: Crypto, env: Mapping[str, str], path: str = "") -> Any:
     """`value` with `${VAR}` read from `env` and `enc:` values decrypted, recursively."""
     if isinstance(value, dict):
-        return {
-            k: resolve(v, crypto=crypto, env=env, path=f"{path}.{k}" if path else str(k))
-            for k, v in value.items()
-        }
+        return {k: resolve(v, crypto=crypto, env=env, path=_join(path, str(k))) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve(v, crypto=crypto, env=env, path=f"{path}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str):
@@ -58,6 +55,48 @@ def resolve(value: Any, *, crypto: Crypto, env: Mapping[str, str], path: str = "
     return text
 
 
+#: The agent fields where `${VAR}` and `enc:` are resolved; templates and the platform's own
+#: fields (prompts…) are left alone, so `"Total: ${amount}"` stays literal text.
+_AGENT_SECRET_FIELDS = ("custom_api_url", "custom_api_headers")
+
+
+def resolve_secrets(data: dict[str, Any], *, crypto: Crypto, env: Mapping[str, str]) -> dict[str, Any]:
+    """`data` with `${VAR}` and `enc:` resolved in connections and in agents' endpoint fields only."""
+    resolved = dict(data)
+    connections = data.get("connections")
+    if isinstance(connections, list):
+        resolved["connections"] = [
+            resolve(c, crypto=crypto, env=env, path=_connection_name(c, i)) for i, c in enumerate(connections)
+        ]
+    agents = data.get("agents")
+    if isinstance(agents, dict):
+        resolved["agents"] = {}
+        for agent_id, agent in agents.items():
+            sms = agent.get("voice_tools", {}).get("sms_mid_call") if isinstance(agent, dict) else None
+            if isinstance(sms, dict):
+                path = f"agent {agent_id!r}: voice_tools.sms_mid_call"
+                sms = {
+                    k: resolve(v, crypto=crypto, env=env, path=_join(path, k))
+                    if k in _AGENT_SECRET_FIELDS
+                    else v
+                    for k, v in sms.items()
+                }
+                agent = {**agent, "voice_tools": {**agent["voice_tools"], "sms_mid_call": sms}}
+            resolved["agents"][agent_id] = agent
+    return resolved
+
+
+def _connection_name(connection: Any, index: int) -> str:
+    label = connection.get("label") if isinstance(connection, dict) else None
+    return f"connection {label!r}: " if isinstance(label, str) else f"connections[{index}]"
+
+
+def _join(path: str, key: str) -> str:
+    if not path:
+        return key
+    return path + key if path.endswith(": ") else f"{path}.{key}"
+
+
 def _describe_path(path: str) -> str:
     return path or "config"
 
@@ -67,7 +106,7 @@ def describe(exc: ValidationError, data: Any) -> str:
     lines = []
     for err in exc.errors():
         loc = list(err["loc"])
-        subject = "config"
+        subject = ""
         if loc[:1] == ["connections"] and len(loc) > 1 and isinstance(loc[1], int):
             label = _label_at(data, loc[1])
             subject = f"connection {label!r}" if label else f"connections[{loc[1]}]"
@@ -77,7 +116,8 @@ def describe(exc: ValidationError, data: Any) -> str:
             loc = loc[2:]
         field = ".".join(str(p) for p in loc)
         message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{subject}: {field}: {message}" if field else f"{subject}: {message}")
+        text = f"{field}: {message}" if field else message
+        lines.append(f"{subject}: {text}" if subject else text)
     return "; ".join(lines)
 
 
@@ -97,7 +137,7 @@ def validate(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with 'connections' and 'agents'")
-    resolved = resolve(data, crypto=crypto, env=os.environ if env is None else env)
+    resolved = resolve_secrets(data, crypto=crypto, env=os.environ if env is None else env)
     try:
         return SmsConfig.model_validate(resolved)
     except ValidationError as exc:

@@ -1,0 +1,340 @@
+"""Providers against their fake servers: requests as each API expects, answers in the one taxonomy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from producers.contract import ErrorCode
+from worker.config.models import Connection
+from worker.errors import SendError
+from worker.providers import ProviderPool, plivo, telnyx, twilio
+from worker.providers.base import OutboundSms, translate_transport_error
+from worker.providers.custom import check_endpoint
+from worker.settings import Settings
+from worker.testing.actions import Delay, Drop, Error, Hang, Reply
+from worker.testing.custom import FakeCustomEndpoint
+from worker.testing.plivo import FakePlivo
+from worker.testing.telnyx import FakeTelnyx
+from worker.testing.twilio import FakeTwilio
+
+TO = "+14155551234"
+FROM = "+15005550006"
+PROFILE = "4000eba1-a0c0-4563-9925-b25e842a7cb6"
+
+# -- every code in shared/reference/providers.md has its place in the taxonomy ---------------------
+
+TWILIO_CODES = {
+    20003: "auth_failed", 20404: "auth_failed", 20429: "rate_limited", 20500: "provider_unavailable",
+    20503: "provider_unavailable", 21211: "invalid_number", 21212: "sender_invalid",
+    21408: "recipient_not_allowed", 21606: "sender_invalid", 21608: "recipient_not_allowed",
+    21610: "recipient_opted_out", 21611: "rate_limited", 21612: "not_mobile", 21614: "not_mobile",
+    21617: "message_too_long", 30003: "undelivered", 30005: "undelivered", 30006: "undelivered",
+    30007: "undelivered", 30008: "undelivered", 30034: "undelivered", 30036: "expired",
+}  # fmt: skip
+TELNYX_CODES = {
+    "10009": "auth_failed", "10010": "auth_failed", "10011": "rate_limited", "10004": "invalid_request",
+    "10015": "invalid_request", "10016": "invalid_number", "10007": "provider_unavailable",
+    "40300": "recipient_opted_out", "40305": "sender_invalid", "40310": "invalid_number",
+    "40001": "not_mobile",
+    "40002": "undelivered", "40004": "undelivered", "40006": "undelivered", "40011": "undelivered",
+    "40003": "undelivered", "40008": "undelivered", "40012": "invalid_number", "40013": "sender_invalid",
+    "40014": "expired", "40015": "undelivered",
+}  # fmt: skip
+PLIVO_DELIVERY_CODES = {
+    10: "undelivered", 20: "undelivered", 30: "undelivered", 40: "sender_invalid", 50: "invalid_number",
+    60: "undelivered", 70: "not_mobile", 80: "undelivered", 90: "undelivered", 100: "undelivered",
+    110: "message_too_long", 200: "recipient_opted_out", 201: "recipient_not_allowed", 300: "undelivered",
+    420: "expired", 900: "provider_error", 910: "auth_failed", 1000: "undelivered",
+}  # fmt: skip
+PLIVO_HTTP = {
+    400: "provider_error", 401: "auth_failed", 403: "recipient_not_allowed", 404: "auth_failed",
+    405: "provider_error", 409: "provider_error", 422: "provider_error", 429: "rate_limited",
+    500: "provider_unavailable",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (twilio.ERROR_TABLE, TWILIO_CODES),
+        (telnyx.ERROR_TABLE, TELNYX_CODES),
+        (plivo.ERROR_TABLE, PLIVO_DELIVERY_CODES),
+        (plivo.HTTP_TABLE, PLIVO_HTTP),
+    ],
+    ids=["twilio", "telnyx", "plivo-delivery", "plivo-http"],
+)
+def test_every_documented_provider_code_is_mapped(
+    table: dict[Any, ErrorCode], expected: dict[Any, str]
+) -> None:
+    """Each provider's table maps every code the provider reference lists, to the intended code."""
+    assert {code: table.get(code) for code in expected} == expected
+
+
+def test_every_httpx_transport_error_is_translated() -> None:
+    """No httpx transport exception escapes the boundary untranslated (the httpx anchor's test)."""
+    request = httpx.Request("POST", "https://example.invalid")
+
+    def subclasses(cls: type[BaseException]) -> Iterator[type[BaseException]]:
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    for cls in subclasses(httpx.TransportError):
+        exc = cls("boom", request=request)  # type: ignore[call-arg]
+        mapped = translate_transport_error(exc)
+        assert mapped is not None, cls
+        assert mapped.code == ErrorCode.PROVIDER_UNAVAILABLE
+        # only errors after which the provider cannot have the request are unambiguous
+        assert mapped.ambiguous is not isinstance(
+            exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+        )
+
+
+# -- each provider against its fake ---------------------------------------------------------------
+
+
+@pytest.fixture
+def pool(redis_client: redis.Redis) -> Iterator[ProviderPool]:
+    pool = ProviderPool(Settings(provider_timeout=1.0, allow_private_endpoints=True), redis_client)
+    yield pool
+    pool.close()
+
+
+def sms(to: str = TO, body: str = "hello", key: str = "key-1") -> OutboundSms:
+    return OutboundSms(
+        to=to, from_=FROM, body=body, job_id="job-1", idempotency_key=key, validity_seconds=600
+    )
+
+
+def send_error(provider: Any, message: OutboundSms) -> SendError:
+    with pytest.raises(SendError) as caught:
+        provider.send(message)
+    return caught.value
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as fake:
+        yield fake
+        assert fake.violations == []
+
+
+def twilio_connection(fake: FakeTwilio, token: str | None = None) -> Connection:
+    return Connection(
+        label="Twilio",
+        provider="twilio",
+        from_number=FROM,
+        credentials={"account_sid": fake.account_sid, "auth_token": token or fake.auth_token},  # type: ignore[dict-item]
+        api_base_url=fake.url,
+    )
+
+
+class TestTwilio:
+    def test_sends_the_form_fields_the_spec_defines(
+        self, pool: ProviderPool, fake_twilio: FakeTwilio
+    ) -> None:
+        """A send is one spec-valid form POST with To, From, Body and ValidityPeriod; the SID comes back."""
+        receipt = pool.get(twilio_connection(fake_twilio)).send(sms())
+        [request] = fake_twilio.requests
+        assert request.form() == {"To": TO, "From": FROM, "Body": "hello", "ValidityPeriod": "600"}
+        assert receipt.message_id is not None and receipt.message_id.startswith("SM")
+
+    def test_wrong_token_is_auth_failed(self, pool: ProviderPool, fake_twilio: FakeTwilio) -> None:
+        """Bad credentials map to auth_failed, not retryable."""
+        err = send_error(pool.get(twilio_connection(fake_twilio, token="wrong")), sms())
+        assert (err.code, err.provider_code, err.retryable) == (ErrorCode.AUTH_FAILED, "20003", False)
+
+    def test_429_carries_retry_after(self, pool: ProviderPool, fake_twilio: FakeTwilio) -> None:
+        """20429 with Retry-After is rate_limited with the header's delay, though the SDK drops headers."""
+        fake_twilio.script(Error(20429, status=429, headers={"Retry-After": "7"}))
+        err = send_error(pool.get(twilio_connection(fake_twilio)), sms())
+        assert (err.code, err.retry_after, err.ambiguous) == (ErrorCode.RATE_LIMITED, 7.0, False)
+
+    def test_magic_number_and_number_masking(self, pool: ProviderPool, fake_twilio: FakeTwilio) -> None:
+        """Twilio's 21610 is recipient_opted_out, and the number Twilio quotes is masked in the message."""
+        err = send_error(pool.get(twilio_connection(fake_twilio)), sms(to="+15005550004"))
+        assert err.code == ErrorCode.RECIPIENT_OPTED_OUT
+        assert "15005550004" not in err.message
+
+    def test_problem_details_errors_are_caught(self, pool: ProviderPool, fake_twilio: FakeTwilio) -> None:
+        """An RFC 9457 body (TwilioServiceException, not a TwilioRestException) is mapped too."""
+        problem = {"type": "https://twilio.com/e/21211", "title": "Invalid To", "status": 400, "code": 21211}
+        fake_twilio.script(Reply(400, json=problem, headers={"Content-Type": "application/problem+json"}))
+        assert send_error(pool.get(twilio_connection(fake_twilio)), sms()).code == ErrorCode.INVALID_NUMBER
+
+    @pytest.mark.parametrize(
+        ("action", "ambiguous"),
+        [(Hang(), True), (Drop(), True), (Reply(502, body=b"<html>bad gateway</html>"), True),
+         (Error(20503, status=503), False)],
+        ids=["hang", "drop", "html-502", "503"],
+    )  # fmt: skip
+    def test_transport_failures_are_retryable(
+        self, pool: ProviderPool, fake_twilio: FakeTwilio, action: Any, ambiguous: bool
+    ) -> None:
+        """Hangs, dropped connections and 5xx are provider_unavailable; those after which Twilio may
+        hold the message are flagged ambiguous."""
+        fake_twilio.script(action)
+        err = send_error(pool.get(twilio_connection(fake_twilio)), sms())
+        assert (err.code, err.retryable, err.ambiguous) == (ErrorCode.PROVIDER_UNAVAILABLE, True, ambiguous)
+
+    def test_the_client_is_reused(self, pool: ProviderPool, fake_twilio: FakeTwilio) -> None:
+        """One provider per connection and process: keep-alive, not a client per message."""
+        assert pool.get(twilio_connection(fake_twilio)) is pool.get(twilio_connection(fake_twilio))
+
+
+class TestTelnyx:
+    @pytest.fixture
+    def fake(self) -> Iterator[FakeTelnyx]:
+        with FakeTelnyx() as fake:
+            yield fake
+            assert fake.violations == []
+
+    def connection(self, fake: FakeTelnyx) -> Connection:
+        return Connection(
+            label="Telnyx",
+            provider="telnyx",
+            from_number=FROM,
+            credentials={
+                "api_key": fake.api_key,
+                "messaging_profile_id": "4000eba1-a0c0-4563-9925-b25e842a7cb6",
+            },  # type: ignore[dict-item]
+            api_base_url=fake.url,
+        )
+
+    def test_sends_json_with_bearer_and_idempotency_key(self, pool: ProviderPool, fake: FakeTelnyx) -> None:
+        """A spec-valid JSON POST with the Bearer key and the job's Idempotency-Key; the id comes back."""
+        receipt = pool.get(self.connection(fake)).send(sms(key="CA1:tool-1"))
+        [request] = fake.requests
+        assert request.json() == {"to": TO, "text": "hello", "from": FROM, "messaging_profile_id": PROFILE}
+        assert request.headers["idempotency-key"] == "CA1:tool-1"
+        assert request.bearer_token() == fake.api_key
+        assert receipt.message_id
+
+    def test_a_retried_request_is_dropped_by_telnyx(self, pool: ProviderPool, fake: FakeTelnyx) -> None:
+        """Telnyx honours the idempotency key: sending the same key twice creates one message."""
+        provider = pool.get(self.connection(fake))
+        first = provider.send(sms(key="same"))
+        second = provider.send(sms(key="same"))
+        assert first.message_id == second.message_id
+        assert len(fake.accepted) == 1
+
+    @pytest.mark.parametrize(
+        ("to", "code"),
+        [("+15005550004", ErrorCode.RECIPIENT_OPTED_OUT), ("+15005550001", ErrorCode.INVALID_NUMBER)],
+    )
+    def test_errors_are_classified_by_code(
+        self, pool: ProviderPool, fake: FakeTelnyx, to: str, code: ErrorCode
+    ) -> None:
+        """40300 and 40310 map by their error code after exactly one request."""
+        err = send_error(pool.get(self.connection(fake)), sms(to=to))
+        assert err.code == code and not err.retryable
+        assert len(fake.requests) == 1
+
+    def test_rate_limit_reset_header_is_the_retry_delay(self, pool: ProviderPool, fake: FakeTelnyx) -> None:
+        """10011 with x-ratelimit-reset is rate_limited with that delay (Telnyx sends no Retry-After)."""
+        fake.script(Error("10011", status=429, headers={"x-ratelimit-reset": "3"}))
+        err = send_error(pool.get(self.connection(fake)), sms())
+        assert (err.code, err.retry_after) == (ErrorCode.RATE_LIMITED, 3.0)
+
+    def test_same_code_with_another_status_is_still_opted_out(
+        self, pool: ProviderPool, fake: FakeTelnyx
+    ) -> None:
+        """40300 is opted-out whatever HTTP status carries it (third parties saw 400, 403, 409, 422)."""
+        fake.script(Error("40300", status=422))
+        assert send_error(pool.get(self.connection(fake)), sms()).code == ErrorCode.RECIPIENT_OPTED_OUT
+
+
+class TestPlivo:
+    @pytest.fixture
+    def fake(self) -> Iterator[FakePlivo]:
+        with FakePlivo() as fake:
+            yield fake
+            assert fake.violations == []
+
+    def connection(self, fake: FakePlivo, token: str | None = None) -> Connection:
+        return Connection(
+            label="Plivo",
+            provider="plivo",
+            from_number=FROM,
+            credentials={"auth_id": fake.auth_id, "auth_token": token or fake.auth_token},  # type: ignore[dict-item]
+            api_base_url=fake.url,
+        )
+
+    def test_sends_src_dst_text_and_reads_the_uuid(self, pool: ProviderPool, fake: FakePlivo) -> None:
+        """A JSON POST to /v1/Account/{auth_id}/Message/ with src/dst/text; the first uuid comes back."""
+        receipt = pool.get(self.connection(fake)).send(sms())
+        [request] = fake.requests
+        assert request.path == f"/v1/Account/{fake.auth_id}/Message/"
+        assert {k: request.json()[k] for k in ("src", "dst", "text")} == {
+            "src": FROM,
+            "dst": TO,
+            "text": "hello",
+        }
+        assert receipt.message_id
+
+    def test_bad_credentials_and_bad_destination(self, pool: ProviderPool, fake: FakePlivo) -> None:
+        """401 is auth_failed; a 400 about the destination is invalid_number."""
+        assert send_error(pool.get(self.connection(fake, token="nope")), sms()).code == ErrorCode.AUTH_FAILED
+        assert (
+            send_error(pool.get(self.connection(fake)), sms(to="+15005550001")).code
+            == ErrorCode.INVALID_NUMBER
+        )
+
+    def test_server_errors_and_throttling_are_retryable(self, pool: ProviderPool, fake: FakePlivo) -> None:
+        """500 is provider_unavailable and 429 rate_limited: both retryable."""
+        fake.script(Error(status=500), Error(status=429))
+        provider = pool.get(self.connection(fake))
+        assert send_error(provider, sms()).code == ErrorCode.PROVIDER_UNAVAILABLE
+        assert send_error(provider, sms()).code == ErrorCode.RATE_LIMITED
+
+
+class TestCustom:
+    def connection(self, url: str) -> Connection:
+        return Connection(
+            label="Gateway",
+            provider="custom",
+            custom_api_url=url,
+            custom_api_headers={"X-Api-Key": "gw-secret"},  # type: ignore[dict-item]
+        )
+
+    def test_posts_to_and_message_with_the_configured_headers(self, pool: ProviderPool) -> None:
+        """The endpoint gets {"to", "message"} and its headers; any 2xx is acceptance."""
+        with FakeCustomEndpoint({"X-Api-Key": "gw-secret"}) as fake:
+            receipt = pool.get(self.connection(fake.url + "/sms")).send(sms())
+            assert fake.violations == []
+            assert fake.requests[0].json() == {"to": TO, "message": "hello"}
+        assert receipt.message_id
+
+    def test_redirects_are_not_followed(self, pool: ProviderPool) -> None:
+        """A 3xx is a refusal: the message is not re-posted elsewhere."""
+        with FakeCustomEndpoint() as fake:
+            fake.script(Reply(302, headers={"Location": "http://127.0.0.1:1/elsewhere"}))
+            err = send_error(pool.get(self.connection(fake.url)), sms())
+            assert err.code == ErrorCode.PROVIDER_ERROR and len(fake.requests) == 1
+
+    def test_slow_endpoint_times_out(self, pool: ProviderPool) -> None:
+        """An endpoint slower than SMS_PROVIDER_TIMEOUT is provider_unavailable, flagged ambiguous."""
+        with FakeCustomEndpoint() as fake:
+            fake.script(Delay(3.0))
+            err = send_error(pool.get(self.connection(fake.url)), sms())
+            assert (err.code, err.ambiguous) == (ErrorCode.PROVIDER_UNAVAILABLE, True)
+
+    @pytest.mark.parametrize(
+        "url",
+        ["http://sms.example.com/send", "https://127.0.0.1/send", "https://10.0.0.8/send",
+         "https://169.254.169.254/latest", "https://[::1]/send", "ftp://example.com/x"],
+    )  # fmt: skip
+    def test_unsafe_endpoints_are_refused_by_default(self, url: str) -> None:
+        """Plain HTTP, loopback, private and link-local endpoints are refused unless explicitly allowed."""
+        with pytest.raises(SendError) as caught:
+            check_endpoint(url, allow_private=False)
+        assert caught.value.code == ErrorCode.SENDER_INVALID
+
+    def test_private_endpoints_can_be_allowed(self) -> None:
+        """SMS_ALLOW_PRIVATE_ENDPOINTS lets tests and on-premise gateways use local HTTP endpoints."""
+        check_endpoint("http://127.0.0.1:8080/send", allow_private=True)
