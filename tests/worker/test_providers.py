@@ -211,7 +211,7 @@ class TestTelnyx:
         receipt = pool.get(self.connection(fake)).send(sms(key="CA1:tool-1"))
         [request] = fake.requests
         assert request.json() == {"to": TO, "text": "hello", "from": FROM, "messaging_profile_id": PROFILE}
-        assert request.headers["idempotency-key"] == "CA1:tool-1"
+        assert request.headers["idempotency-key"] == telnyx.telnyx_idempotency_key("CA1:tool-1")
         assert request.bearer_token() == fake.api_key
         assert receipt.message_id
 

@@ -7,6 +7,7 @@ is passed and Telnyx itself drops a duplicate of a retried request.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, ClassVar
 
 import httpx
@@ -52,6 +53,12 @@ ERROR_TABLE: dict[str, ErrorCode] = {
 }
 
 
+def telnyx_idempotency_key(key: str) -> str:
+    """Our key in Telnyx's alphabet (1-255 letters, digits, `-`, `_`): its SHA-256, which also keeps
+    call ids out of the provider ("do not include sensitive data in the key")."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 class TelnyxProvider(SmsProvider):
     name: ClassVar[str] = "telnyx"
 
@@ -69,7 +76,7 @@ class TelnyxProvider(SmsProvider):
             payload["from"] = sms.from_
         if self._profile_id:
             payload["messaging_profile_id"] = self._profile_id
-        headers = {**self._headers, "Idempotency-Key": sms.idempotency_key}
+        headers = {**self._headers, "Idempotency-Key": telnyx_idempotency_key(sms.idempotency_key)}
         with map_transport_errors():
             response = self._http.post(self._url, json=payload, headers=headers)
         data = response_json(response)
