@@ -6,7 +6,6 @@ import asyncio
 import base64
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import h11
 import httpx
@@ -245,15 +244,15 @@ async def _post_form(port: int, path: str, auth: str, body: bytes) -> int:
         ("Content-Length", str(len(body))),
     ]
     try:
-        for event in (
+        for outgoing in (
             h11.Request(method="POST", target=path, headers=headers),
             h11.Data(data=body),
             h11.EndOfMessage(),
         ):
-            writer.write(conn.send(event) or b"")
+            writer.write(conn.send(outgoing) or b"")
         status = 0
         while True:
-            event: Any = conn.next_event()
+            event = conn.next_event()
             if event is h11.NEED_DATA:
                 conn.receive_data(await reader.read(65536))
             elif isinstance(event, h11.Response):

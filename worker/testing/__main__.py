@@ -1,0 +1,85 @@
+"""Run one fake provider in the foreground: `python -m worker.testing twilio --port 8081 --latency-ms 100`.
+
+The first line on stdout is the fake's base URL (the benchmark reads it); the process serves until
+SIGTERM or SIGINT. Spec validation is on by default and costs ~5-15 ms of CPU per request on the
+fake's single event loop, so load tests should pass `--no-validate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from worker.testing import plivo, twilio
+from worker.testing.custom import FakeCustomEndpoint
+from worker.testing.server import FakeServer, ServerOptions
+from worker.testing.telnyx import DEFAULT_API_KEY, FakeTelnyx
+
+_RECORDED = 10_000  # a long-running fake keeps only the newest requests in memory
+
+
+def build(args: argparse.Namespace) -> FakeServer:
+    """The fake that the parsed command line describes."""
+    options: ServerOptions = {
+        "host": args.host,
+        "port": args.port,
+        "latency": args.latency_ms / 1000,
+        "max_recorded": _RECORDED,
+    }
+    validate = not args.no_validate
+    if args.provider == "twilio":
+        return twilio.FakeTwilio(
+            args.account_sid, args.auth_token or twilio.DEFAULT_AUTH_TOKEN, validate=validate, **options
+        )
+    if args.provider == "plivo":
+        return plivo.FakePlivo(
+            args.auth_id, args.auth_token or plivo.DEFAULT_AUTH_TOKEN, validate=validate, **options
+        )
+    if args.provider == "telnyx":
+        return FakeTelnyx(args.api_key, validate=validate, **options)
+    return FakeCustomEndpoint(dict(args.header), path=args.path, **options)
+
+
+def _header(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"--header wants 'Name: value', got {item!r}")
+    return name.strip(), value.strip()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m worker.testing", description=__doc__.splitlines()[0])
+    p.add_argument("provider", choices=["twilio", "plivo", "telnyx", "custom"])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="added before every answer")
+    p.add_argument("--no-validate", action="store_true", help="skip the OpenAPI/model check of each request")
+    p.add_argument("--account-sid", default=twilio.DEFAULT_ACCOUNT_SID, help="twilio")
+    p.add_argument("--auth-token", default=None, help="twilio, plivo (default: the fake's own)")
+    p.add_argument("--auth-id", default=plivo.DEFAULT_AUTH_ID, help="plivo")
+    p.add_argument("--api-key", default=DEFAULT_API_KEY, help="telnyx")
+    p.add_argument(
+        "--header", type=_header, action="append", default=[], help="custom: a required 'Name: value' header"
+    )
+    p.add_argument("--path", default=None, help="custom: the only path accepted (default: any)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    with build(args) as fake:
+        print(fake.url, flush=True)
+        stopping.wait()
+        violations = fake.violations
+    if violations:
+        print(f"{len(violations)} contract violations, first: {violations[0]}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""`FakeTelnyx`: Telnyx's send-message endpoint (API v2 Messaging).
+
+    POST /v2/messages   (JSON; Authorization: Bearer <API key>; optional Idempotency-Key)
+
+Answers like Telnyx (reference/providers.md §3): 200 `{"data": OutboundMessagePayload}` with the
+`x-ratelimit-limit/-remaining/-reset` headers, or `{"errors": [{"code": "40310", "title", "detail",
+"source", "meta"}]}` (the code is a string) with 401 10009, 403 10010, 429 10011, 409 40300,
+400 40305/40310/10004/10015, 422 10027. Every request is checked against Telnyx's OpenAPI spec.
+
+Idempotency (Telnyx "Idempotency" docs, the spec's `IdempotencyKey` parameter): the first successful
+answer for a key is replayed for 24 h with `Idempotent-Replayed: true` and sends nothing; the same key
+with a different body gets 422 10027; error answers are not stored, so a retry runs again; a malformed
+key gets 400 10015. The fake answers a request only when it is done with it, so Telnyx's 409 10036
+("still being processed") never happens here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Self, Unpack
+
+from worker.testing.actions import Error
+from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
+from worker.testing.numbers import E164, is_gsm7, sms_segments
+from worker.testing.server import FakeServer, ServerOptions
+from worker.testing.spec import OpenApiContract, contract
+
+API_HOST: Final = "https://api.telnyx.com"
+SPEC_FILE: Final = "telnyx/spec3.yml"
+DEFAULT_API_KEY: Final = "KEY0123456789ABCDEF_fake-telnyx-api-key"
+DEFAULT_MESSAGING_PROFILE_ID: Final = "4000eba1-a0c0-4563-9925-b25e842a7cb6"
+POOL_NUMBER: Final = "+18445550001"
+"""The sender the fake reports when a message goes out through a messaging profile's number pool."""
+MAX_PARTS: Final = 10
+"""Telnyx's response schema caps `parts` at 10; longer texts get 400 10015 here."""
+IDEMPOTENCY_TTL: Final = 24 * 3600.0
+
+# Telnyx has no magic numbers; these reuse the meaning of Twilio's test numbers (see twilio.MAGIC_TO).
+INVALID_TO: Final = frozenset({"+15005550001", "+15005550009"})
+"""`to` numbers answered with 400 40310 "Invalid 'to' address" (Twilio's invalid / not-mobile ones)."""
+BLOCKED_TO: Final = frozenset({"+15005550004"})
+"""`to` numbers answered with 409 40300 "Blocked due to STOP message" (Twilio's unsubscribed one)."""
+INVALID_FROM: Final = frozenset({"+15005550001", "+15005550007"})
+"""`from` numbers answered with 400 40305 "Invalid 'from' address" (Twilio's invalid / not-owned ones)."""
+
+_TITLES: Final[Mapping[int, str]] = {
+    10004: "Missing required parameter",
+    10005: "Resource not found",
+    10007: "Unexpected error",
+    10009: "Authentication failed",
+    10010: "Authorization failed",
+    10011: "Too many requests",
+    10015: "Bad Request",
+    10027: "Idempotency key reused",
+    40300: "Blocked due to STOP message",
+    40305: "Invalid 'from' address",
+    40310: "Invalid 'to' address",
+}
+_DETAILS: Final[Mapping[int, str]] = {
+    10005: "The requested resource or URL could not be found.",
+    10009: "The required authentication headers were either invalid or not included in the request.",
+    10010: "You are not authorized to access the requested resource.",
+    10011: "You have exceeded the maximum number of allowed requests.",
+    10027: "This Idempotency-Key was already used with a different request.",
+    40305: "The 'from' address should be a number or sender ID on the messaging profile.",
+    40310: "The 'to' address should be a single valid number.",
+}
+_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_SHORT_CODE = re.compile(r"^\d{3,8}$")
+
+
+def telnyx_error(
+    code: int,
+    status: int,
+    detail: str | None = None,
+    pointer: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Telnyx's error body, code as a string; `detail` defaults to Telnyx's wording for `code`."""
+    error: dict[str, Any] = {
+        "code": str(code),
+        "title": _TITLES.get(code, "Error"),
+        "detail": detail or _DETAILS.get(code, _TITLES.get(code, "Error")),
+        "meta": {"url": f"https://developers.telnyx.com/docs/overview/errors/{code}"},
+    }
+    if pointer is not None:
+        error["source"] = {"pointer": pointer}
+    return Response.json(status, {"errors": [error]}, headers)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    fingerprint: str
+    response: Response
+    message_id: str
+    stored_at: float
+
+
+class FakeTelnyx(FakeServer):
+    """Fake Telnyx Messages API; at most `rate_limit` requests per `rate_limit_window` seconds (then 429)."""
+
+    def __init__(
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        *,
+        rate_limit: int = 1_000_000,
+        rate_limit_window: float = 1.0,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+        validate: bool = True,
+        **options: Unpack[ServerOptions],
+    ) -> None:
+        super().__init__(**options)
+        self.api_key = api_key
+        self.rate_limit = rate_limit
+        self.rate_limit_window = rate_limit_window
+        self.idempotency_ttl = idempotency_ttl
+        self.organization_id = str(uuid.uuid4())
+        self.contract: OpenApiContract | None = contract(SPEC_FILE, API_HOST) if validate else None
+        self._window_start = time.monotonic()
+        self._window_count = 0
+        self._idempotency: dict[str, _Stored] = {}
+
+    @property
+    def idempotency_keys(self) -> dict[str, str]:
+        """Stored Idempotency-Keys → the id of the message each one sent."""
+        with self._lock:
+            return {key: stored.message_id for key, stored in self._idempotency.items()}
+
+    def start(self) -> Self:
+        if self.contract is not None:
+            self.contract.load()  # ~3 s for the 4 MB YAML: pay before the first request
+        return super().start()
+
+    def check(self, request: RecordedRequest) -> list[str]:
+        return self.contract.request_violations(request) if self.contract is not None else []
+
+    def is_send(self, request: RecordedRequest) -> bool:
+        return request.method == "POST" and request.path == "/v2/messages"
+
+    def render_error(self, error: Error) -> Response:
+        code = int(error.code) if error.code is not None else error.status
+        return telnyx_error(code, error.status, error.message, headers=error.headers)
+
+    def on_reset(self) -> None:
+        self._idempotency.clear()
+        self._window_start, self._window_count = time.monotonic(), 0
+
+    def handle(self, request: RecordedRequest) -> Response:
+        if request.path != "/v2/messages":
+            return telnyx_error(10005, 404)
+        if request.method != "POST":
+            return telnyx_error(10015, 405, "Method not allowed.")
+        if request.bearer_token() != self.api_key:
+            return telnyx_error(10009, 401)
+        limited, rate_headers = self._count_request()
+        if limited:
+            return telnyx_error(10011, 429, headers=rate_headers)
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            return _with_headers(self._send(request)[0], rate_headers)
+        if len(request.headers.get_list("idempotency-key")) > 1 or not _IDEMPOTENCY_KEY.match(key):
+            return telnyx_error(
+                10015, 400, "Invalid Idempotency-Key header.", "/header/Idempotency-Key", rate_headers
+            )
+        fingerprint = hashlib.sha256(
+            b"%s %s\n%s" % (request.method.encode(), request.path.encode(), request.body)
+        ).hexdigest()
+        stored = self._idempotency.get(key)
+        if stored is not None and time.monotonic() - stored.stored_at > self.idempotency_ttl:
+            stored = None
+        if stored is not None:
+            if stored.fingerprint != fingerprint:
+                return telnyx_error(10027, 422, pointer="/header/Idempotency-Key", headers=rate_headers)
+            return _with_headers(stored.response, {**rate_headers, "Idempotent-Replayed": "true"})
+        response, message_id = self._send(request)
+        if response.status == 200 and message_id is not None:  # only successes are replayed
+            self._idempotency[key] = _Stored(fingerprint, response, message_id, time.monotonic())
+        return _with_headers(response, rate_headers)
+
+    def _count_request(self) -> tuple[bool, dict[str, str]]:
+        """Count one request in the fixed window; (over the limit?, the x-ratelimit-* headers)."""
+        now = time.monotonic()
+        if now - self._window_start >= self.rate_limit_window:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        reset = max(1, math.ceil(self._window_start + self.rate_limit_window - now))
+        headers = {
+            "x-ratelimit-limit": str(self.rate_limit),
+            "x-ratelimit-remaining": str(max(0, self.rate_limit - self._window_count)),
+            "x-ratelimit-reset": str(reset),
+        }
+        return self._window_count > self.rate_limit, headers
+
+    def _send(self, request: RecordedRequest) -> tuple[Response, str | None]:
+        """The answer to a send request and the id of the message it accepted (None if rejected)."""
+        try:
+            body = request.json()
+        except ValueError:
+            return telnyx_error(10015, 400, "The request body is not valid JSON."), None
+        if not isinstance(body, dict):
+            return telnyx_error(10015, 400, "The request body must be a JSON object."), None
+        rejection = self._reject(body)
+        if rejection is not None:
+            return rejection, None
+        if request.violations:
+            return telnyx_error(10015, 400, "; ".join(request.violations)), None
+        payload = self._payload(body)
+        self.accept(
+            AcceptedMessage(
+                payload["id"],
+                body["to"],
+                payload["from"]["phone_number"],
+                body.get("text"),
+                request.received_at,
+            )
+        )
+        return Response.json(200, {"data": payload}), payload["id"]
+
+    @staticmethod
+    def _reject(body: Mapping[str, Any]) -> Response | None:
+        to, sender, text = body.get("to"), body.get("from"), body.get("text")
+        if not isinstance(to, str) or not to:
+            return telnyx_error(10004, 400, "The 'to' parameter is required and cannot be blank.", "/to")
+        if not sender and not body.get("messaging_profile_id"):
+            return telnyx_error(
+                10004, 400, "The 'from' parameter is required without a messaging_profile_id.", "/from"
+            )
+        if isinstance(sender, str) and sender in INVALID_FROM:
+            return telnyx_error(40305, 400, pointer="/from")
+        if to in INVALID_TO or not (E164.match(to) or _SHORT_CODE.match(to)):
+            return telnyx_error(40310, 400, pointer="/to")
+        if to in BLOCKED_TO:
+            detail = (
+                f"Messages cannot be sent from {sender or POOL_NUMBER} to {to} due to an existing block rule."
+            )
+            return telnyx_error(40300, 409, detail, "/to")
+        if not text and not body.get("media_urls"):
+            return telnyx_error(10004, 400, "The 'text' parameter is required for SMS.", "/text")
+        if isinstance(text, str):
+            if body.get("encoding") == "gsm7" and not is_gsm7(text):
+                return telnyx_error(
+                    10015, 400, "The text contains characters that GSM-7 cannot encode.", "/text"
+                )
+            if (parts := sms_segments(text)) > MAX_PARTS:
+                return telnyx_error(
+                    10015, 400, f"The text needs {parts} parts; at most {MAX_PARTS}.", "/text"
+                )
+        return None
+
+    def _payload(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """An OutboundMessagePayload for an accepted send, as the spec describes it."""
+        text = body["text"] if isinstance(body.get("text"), str) else ""
+        media = body.get("media_urls") or []
+        gsm7 = is_gsm7(text) and body.get("encoding") != "ucs2"
+        return {
+            "record_type": "message",
+            "direction": "outbound",
+            "id": str(uuid.uuid4()),
+            "type": "MMS" if media else "SMS",
+            "messaging_profile_id": body.get("messaging_profile_id") or DEFAULT_MESSAGING_PROFILE_ID,
+            "organization_id": self.organization_id,
+            "from": {
+                "phone_number": body.get("from") or POOL_NUMBER,
+                "carrier": "Telnyx",
+                "line_type": "VoIP",
+            },
+            "to": [
+                {
+                    "phone_number": body["to"],
+                    "status": "queued",
+                    "carrier": "T-MOBILE USA, INC.",
+                    "line_type": "Wireless",
+                }
+            ],
+            "cc": [],
+            "text": text,
+            "subject": body.get("subject"),
+            "media": [{"url": url, "content_type": None, "sha256": None, "size": None} for url in media],
+            "webhook_url": body.get("webhook_url"),
+            "webhook_failover_url": body.get("webhook_failover_url"),
+            "encoding": "GSM-7" if gsm7 else "UCS-2",
+            "parts": sms_segments(text) if text else 1,
+            "num_chars": len(text),
+            "tags": [],
+            "cost": None,
+            "cost_breakdown": None,
+            "tcr_campaign_id": None,
+            "tcr_campaign_billable": False,
+            "tcr_campaign_registered": None,
+            "received_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "sent_at": None,
+            "completed_at": None,
+            "valid_until": None,
+            "wait_seconds": 0.0,
+            "smart_encoding_applied": False,
+            "errors": [],
+        }
+
+
+def _with_headers(response: Response, headers: Mapping[str, str]) -> Response:
+    return Response(response.status, response.body, {**response.headers, **headers})
