@@ -30,7 +30,7 @@ from producers.contract import (
     tool_message,
     utcnow,
 )
-from worker import events
+from worker import events, metrics
 from worker.config.source import ConfigSource
 from worker.errors import SendError
 from worker.idempotency import Claim, IdempotencyStore
@@ -110,36 +110,62 @@ class SmsService:
             self._reject_malformed(raw_job, exc)
             return None
         delivery = Delivery(job=job, attempt=attempt, owner=owner, started=started)
-        claim = self._claim(delivery)
+        try:
+            return self._process(delivery)
+        except redis.RedisError:
+            raise  # the task hands the message back to the queue
+        except Exception as exc:
+            # A bug must not leave the caller without an outcome: fail the job, and say so loudly.
+            log.exception("sms.internal_error", job_id=job.job_id, call_id=job.call.call_id)
+            self._finish_failed(
+                delivery, SendError(ErrorCode.PROVIDER_ERROR, f"internal error ({type(exc).__name__})")
+            )
+            return None
+
+    def _process(self, delivery: Delivery) -> float | None:
+        # Plan first: it needs no I/O, and a successful plan lets the claim publish `sending`.
+        job = delivery.job
+        refusal: SendError | None = None
+        try:
+            delivery.plan = make_plan(self._config.get(), job)
+        except SendError as err:
+            refusal = err
+        if utcnow() >= job.expires_at:
+            refusal = SendError(ErrorCode.EXPIRED, "the job expired before it could be sent")
+        plan = delivery.plan if refusal is None else None
+        claim = self._claim(delivery, plan)
         if claim.kind == "done":
             self._replay(delivery, claim)
             return None
         delivery.possible_duplicate = claim.ambiguous
-        if utcnow() >= job.expires_at:
-            self._finish_failed(
-                delivery, SendError(ErrorCode.EXPIRED, "the job expired before it could be sent")
-            )
+        if refusal is not None:
+            self._finish_failed(delivery, refusal)
             return None
-        try:
-            delivery.plan = plan = make_plan(self._config.get(), job)
-            if claim.kind == "new" and claim.call_count > plan.max_per_call:
-                raise SendError(
-                    ErrorCode.LIMIT_REACHED, f"this call has reached its {plan.max_per_call} texts"
-                )
-        except SendError as err:
-            self._finish_failed(delivery, err)
+        assert plan is not None
+        if claim.kind == "limit":
+            self._finish_failed(
+                delivery,
+                SendError(ErrorCode.LIMIT_REACHED, f"this call has reached its {plan.max_per_call} texts"),
+            )
             return None
         return self._send(delivery, plan)
 
     # -- claiming -------------------------------------------------------------------------------
 
-    def _claim(self, delivery: Delivery) -> Claim:
-        """Claim the key; while another worker holds it, wait for its outcome (or its lease to end)."""
+    def _claim(self, delivery: Delivery, plan: SendPlan | None) -> Claim:
+        """Claim the key (publishing `sending` when there is a plan); while another worker holds
+        it, wait for its outcome or for its lease to run out."""
         job = delivery.job
+        sending = self._event(delivery, Status.SENDING, terminal=False).dumps() if plan else None
         poll = _BUSY_POLL[0]
         while True:
             claim = self._idem.claim(
-                job.idempotency_key, job_id=job.job_id, owner=delivery.owner, call_id=job.call.call_id
+                job.idempotency_key,
+                job_id=job.job_id,
+                owner=delivery.owner,
+                call_id=job.call.call_id,
+                cap=plan.max_per_call if plan and plan.max_per_call else 0,
+                sending=sending,
             )
             if claim.kind != "busy":
                 return claim
@@ -180,12 +206,8 @@ class SmsService:
     # -- sending --------------------------------------------------------------------------------
 
     def _send(self, delivery: Delivery, plan: SendPlan) -> float | None:
+        """Call the provider (the key is in `calling` and `sending` is published)."""
         job = delivery.job
-        sending = self._event(delivery, Status.SENDING, terminal=False)
-        with self._redis.pipeline(transaction=False) as pipe:
-            self._idem.mark_calling(job.idempotency_key, owner=delivery.owner, pipe=pipe)
-            events.publish(pipe, sending)
-            pipe.execute()
         provider = self._providers.get(plan.connection)
         sms = OutboundSms(
             to=plan.to,
@@ -200,8 +222,10 @@ class SmsService:
             receipt = provider.send(sms)
         except SendError as err:
             delivery.provider_ms = (time.monotonic() - sent_at) * 1000
+            metrics.observe_provider_call(plan.connection.provider, delivery.provider_ms)
             return self._after_error(delivery, err)
         delivery.provider_ms = (time.monotonic() - sent_at) * 1000
+        metrics.observe_provider_call(plan.connection.provider, delivery.provider_ms)
         self._finish_accepted(delivery, receipt)
         return None
 
@@ -245,6 +269,8 @@ class SmsService:
         delivery.plan = replace(
             plan, connection=plan.fallback, fallback=None, from_=plan.fallback.from_number or plan.from_
         )
+        self._idem.mark_calling(delivery.job.idempotency_key, owner=delivery.owner)
+        events.publish(self._redis, self._event(delivery, Status.SENDING, terminal=False))
         return self._send(delivery, delivery.plan)
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -333,6 +359,7 @@ class SmsService:
             tool_message=tool_message(Status.FAILED, ErrorCode.INVALID_REQUEST),
         )
         events.publish(self._redis, event)
+        metrics.observe_send(event, None)
         log.warning(
             "sms.send",
             job_id=event.job_id,
@@ -374,3 +401,4 @@ class SmsService:
         fields.update(extra)
         level = log.warning if event.status == Status.FAILED else log.info
         level("sms.send", **fields)
+        metrics.observe_send(event, job.created_at, replayed="replayed_from" in extra)

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from producers.contract import call_counter_key, idempotency_key
+from producers.contract import call_counter_key, events_key, idempotency_key
 from worker.idempotency import IdempotencyStore
 
 LEASE = 0.05  # seconds; tests sleep past it to simulate a dead worker
@@ -135,15 +135,26 @@ def test_only_the_owner_can_move_the_key_to_calling(redis_client: redis.Redis) -
     assert idem.claim("k", job_id="j1", owner="w2", call_id="CA1").ambiguous is False
 
 
-def test_mark_calling_works_inside_a_pipeline(redis_client: redis.Redis) -> None:
-    """mark_calling queued on a pipeline takes effect when the pipeline runs."""
+def test_a_claim_with_a_plan_enters_calling_and_publishes_sending(redis_client: redis.Redis) -> None:
+    """With a `sending` event, the claim enters `calling` and appends the event to the call's stream
+    in the same round trip."""
     idem = store(redis_client)
-    idem.claim("k", job_id="j1", owner="w1", call_id="CA1")
-    with redis_client.pipeline(transaction=False) as pipe:
-        idem.mark_calling("k", owner="w1", pipe=pipe)
-        assert redis_client.hget(idempotency_key("k"), "state") == b"claimed"
-        pipe.execute()
+    claim = idem.claim("k", job_id="j1", owner="w1", call_id="CA1", sending='{"status":"sending"}')
+    assert claim.kind == "new"
     assert redis_client.hget(idempotency_key("k"), "state") == b"calling"
+    [(_, fields)] = redis_client.xrange(events_key("CA1"))  # type: ignore[misc]
+    assert fields == {b"event": b'{"status":"sending"}'}
+    assert redis_client.ttl(events_key("CA1")) > 0
+
+
+def test_a_claim_past_the_cap_is_limit_and_publishes_nothing(redis_client: redis.Redis) -> None:
+    """The call's cap is checked in the claim: the send past it is `limit`, owned but not calling."""
+    idem = store(redis_client)
+    assert idem.claim("k1", job_id="j1", owner="w", call_id="CA1", cap=1, sending="{}").kind == "new"
+    over = idem.claim("k2", job_id="j2", owner="w", call_id="CA1", cap=1, sending="{}")
+    assert (over.kind, over.call_count, over.owned) == ("limit", 2, True)
+    assert redis_client.hget(idempotency_key("k2"), "state") == b"claimed"
+    assert redis_client.xlen(events_key("CA1")) == 1
 
 
 def test_waiting_lets_the_same_job_retake_the_key_while_others_stay_busy(redis_client: redis.Redis) -> None:
