@@ -1,11 +1,22 @@
-"""`midcall-sms`: the command line (demo, config tools, sending and watching SMS)."""
+"""`midcall-sms`: the command line (demo, config tools, sending and watching SMS).
+
+Exit status: 0 done; 1 a `config connection test` found the credentials not working; 2 refused
+(bad input, a wrong or missing encryption key, Redis unreachable) with one `error: …` line on
+standard error — never a traceback, never a secret.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import redis
+from pydantic import ValidationError
+
+from worker.config import commands
 from worker.config.crypto import Crypto
 from worker.config.loader import load_file
 from worker.errors import ConfigError, SmsError
@@ -47,15 +58,15 @@ def _encrypt(args: argparse.Namespace, settings: Settings) -> int:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="midcall-sms", description="Text the caller during a live call.")
-    commands = root.add_subparsers(dest="command", required=True)
-    commands.add_parser(
+    commands_ = root.add_subparsers(dest="command", required=True)
+    commands_.add_parser(
         "demo", help="run the product end to end: private Redis, worker, sandbox, a call"
     ).set_defaults(run=_demo)
-    config = commands.add_parser("config", help="validate and encrypt config").add_subparsers(
-        dest="config_command", required=True
-    )
+    config = commands_.add_parser(
+        "config", help="manage connections and agents (Redis store), keys, and config files"
+    ).add_subparsers(dest="config_command", required=True)
     validate = config.add_parser("validate", help="check a config file (default: SMS_CONFIG_FILE)")
-    validate.add_argument("file", nargs="?", type=__import__("pathlib").Path)
+    validate.add_argument("file", nargs="?", type=Path)
     validate.set_defaults(run=_validate)
     config.add_parser("keygen", help="print a new Fernet key for SMS_ENCRYPTION_KEYS").set_defaults(
         run=_keygen
@@ -63,15 +74,39 @@ def parser() -> argparse.ArgumentParser:
     encrypt = config.add_parser("encrypt", help="print an enc: token for a secret ('-' reads standard input)")
     encrypt.add_argument("value")
     encrypt.set_defaults(run=_encrypt)
+    commands.register(config)
     return root
+
+
+def safe_url(url: str) -> str:
+    """A Redis URL without its user and password, fit for a message."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _settings_problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"SMS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return int(args.run(args, Settings()))
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"error: settings: {_settings_problems(exc)}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.run(args, settings))
     except SmsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except redis.RedisError as exc:
+        # redis-py's messages name the host and port, never the password of the URL.
+        print(f"error: Redis at {safe_url(settings.redis_url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

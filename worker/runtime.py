@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 import redis
 
-from worker.config.crypto import Crypto
-from worker.config.source import FileConfigSource
+from worker.config.source import open_source
 from worker.providers import ProviderPool
 from worker.service import SmsService
 from worker.settings import Settings
@@ -41,9 +40,7 @@ def build(settings: Settings) -> Runtime:
         socket_connect_timeout=2.0,
         health_check_interval=10,
     )
-    config = FileConfigSource(
-        settings.config_file, crypto=Crypto(settings.fernet_keys()), refresh=settings.config_refresh
-    )
+    config = open_source(settings, client)
     providers = ProviderPool(settings, client)
     return Runtime(settings, client, providers, SmsService(settings, client, config, providers))
 

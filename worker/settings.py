@@ -46,9 +46,23 @@ class Settings(BaseSettings):
     claim_lease: float = Field(default=30.0, ge=1)
     #: seconds between checks of the config source for changes
     config_refresh: float = Field(default=2.0, ge=0.1)
+    # -- config store (issue 4) ------------------------------------------------------------------
+    #: where workers read connections and agents: `file` (SMS_CONFIG_FILE) or `redis` (the store
+    #: that `midcall-sms config` manages, in SMS_REDIS_URL)
+    config_source: Literal["file", "redis"] = "file"
     log_level: str = "INFO"
     #: `json`, `console`, or `auto` (console on a terminal, JSON otherwise)
     log_format: Literal["json", "console", "auto"] = "auto"
+
+    # -- operations: the worker's /metrics, /healthz and /readyz endpoint (worker/health.py) --
+    #: port of the worker's HTTP endpoint for /metrics, /healthz and /readyz; 0 turns it off
+    metrics_port: int = Field(default=9808, ge=0, le=65535)
+    #: address that endpoint listens on; containers set 0.0.0.0 so the kubelet and Prometheus reach it
+    metrics_host: str = "127.0.0.1"
+    #: seconds a queue-depth sample (LLEN of the queue) is reused by later scrapes
+    queue_depth_interval: float = Field(default=5.0, ge=0.5, le=300)
+    #: /healthz fails when the consumer loop has not ticked for this many seconds
+    liveness_timeout: float = Field(default=60.0, ge=2, le=3600)
 
     def fernet_keys(self) -> list[str]:
         if self.encryption_keys is None:

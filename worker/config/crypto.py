@@ -16,9 +16,11 @@ class Crypto:
 
     def __init__(self, keys: Sequence[str]) -> None:
         self._fernet: MultiFernet | None = None
+        self._newest: Fernet | None = None
         if keys:
             try:
-                self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
+                fernets = [Fernet(k.encode()) for k in keys]
+                self._fernet, self._newest = MultiFernet(fernets), fernets[0]
             except (ValueError, TypeError):
                 raise ConfigError(
                     "SMS_ENCRYPTION_KEYS: a key is not a valid Fernet key (32 url-safe base64 bytes)"
@@ -45,6 +47,16 @@ class Crypto:
             return self._fernet.decrypt(value[len(PREFIX) :].encode()).decode()
         except InvalidToken:
             raise ConfigError(f"{where}: cannot decrypt: wrong encryption key, or a damaged value") from None
+
+    def is_current(self, value: str) -> bool:
+        """Whether the newest key alone decrypts this `enc:` value (so rotating it would change nothing)."""
+        if self._newest is None:
+            return False
+        try:
+            self._newest.decrypt(value[len(PREFIX) :].encode())
+        except InvalidToken:
+            return False
+        return True
 
     def rotate(self, value: str, *, where: str) -> str:
         """The same secret re-encrypted with the newest key."""

@@ -43,16 +43,22 @@ def resolve(value: Any, *, crypto: Crypto, env: Mapping[str, str], path: str = "
     if not isinstance(value, str):
         return value
 
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in env:
-            raise ConfigError(f"{_describe_path(path)}: environment variable {name} is not set")
-        return env[name]
-
-    text = _VAR.sub(substitute, value)
+    text = expand_vars(value, env=env, where=_describe_path(path))
     if text.startswith(PREFIX):
         text = crypto.decrypt(text, where=_describe_path(path))
     return text
+
+
+def expand_vars(value: str, *, env: Mapping[str, str], where: str) -> str:
+    """`value` with each `${VAR}` read from `env`; `where` names the field when one is not set."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return env[name]
+
+    return _VAR.sub(substitute, value)
 
 
 #: The agent fields where `${VAR}` and `enc:` are resolved; templates and the platform's own
