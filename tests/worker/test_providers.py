@@ -338,3 +338,20 @@ class TestCustom:
     def test_private_endpoints_can_be_allowed(self) -> None:
         """SMS_ALLOW_PRIVATE_ENDPOINTS lets tests and on-premise gateways use local HTTP endpoints."""
         check_endpoint("http://127.0.0.1:8080/send", allow_private=True)
+
+
+def test_a_changed_connection_gets_a_new_provider_and_the_old_one_is_retired(
+    pool: ProviderPool, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live config change (same label, new token) builds a new provider; the old one is closed
+    once it has been retired long enough, so a long-lived worker does not collect sessions."""
+    import worker.providers as providers_module
+
+    old = pool.get(twilio_connection(fake_twilio))
+    new = pool.get(twilio_connection(fake_twilio, token="rotated"))
+    assert new is not old
+    closed: list[bool] = []
+    monkeypatch.setattr(old, "close", lambda: closed.append(True))
+    monkeypatch.setattr(providers_module, "RETIRE_AFTER", 0.0)
+    pool.get(twilio_connection(fake_twilio, token="rotated-again"))
+    assert closed == [True]

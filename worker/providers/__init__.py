@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 
 import httpx
 import redis
@@ -33,14 +34,25 @@ def fingerprint(connection: Connection) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: Seconds a replaced provider stays open, so sends already using it can finish.
+RETIRE_AFTER = 120.0
+
+
 class ProviderPool:
-    """Providers by connection, built on first use and reused (thread-safe)."""
+    """Providers by connection, built on first use and reused (thread-safe).
+
+    When a connection's settings change (a live config change), the new settings get a new
+    provider and the old one is closed a while later, so a long-lived worker does not collect
+    open sessions.
+    """
 
     def __init__(self, settings: Settings, client: redis.Redis) -> None:
         self._settings = settings
         self._redis = client
         self._lock = threading.Lock()
         self._providers: dict[str, SmsProvider] = {}
+        self._fingerprint_of_label: dict[str, str] = {}
+        self._retired: list[tuple[float, SmsProvider]] = []
         self._http: httpx.Client | None = None
 
     def http(self) -> httpx.Client:
@@ -67,7 +79,26 @@ class ProviderPool:
             if provider is None:
                 provider = self._build(connection)
                 self._providers[key] = provider
+                self._retire(connection.label, key)
         return provider
+
+    def _retire(self, label: str, key: str) -> None:
+        """Called holding the lock: the label now means `key`; retire what it meant before and
+        close providers retired long enough ago."""
+        now = time.monotonic()
+        previous = self._fingerprint_of_label.get(label)
+        self._fingerprint_of_label[label] = key
+        if previous is not None and previous != key:
+            old = self._providers.pop(previous, None)
+            if old is not None:
+                self._retired.append((now, old))
+        keep: list[tuple[float, SmsProvider]] = []
+        for retired_at, old in self._retired:
+            if now - retired_at >= RETIRE_AFTER:
+                old.close()
+            else:
+                keep.append((retired_at, old))
+        self._retired = keep
 
     def _build(self, connection: Connection) -> SmsProvider:
         timeout = self._settings.provider_timeout
@@ -90,9 +121,10 @@ class ProviderPool:
 
     def close(self) -> None:
         with self._lock:
-            for provider in self._providers.values():
+            for provider in [*self._providers.values(), *(old for _, old in self._retired)]:
                 provider.close()
             self._providers.clear()
+            self._retired.clear()
             if self._http is not None:
                 self._http.close()
                 self._http = None
