@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint typecheck format bench schemas clean
+.PHONY: install demo test test-fast lint typecheck format bench schemas deploy-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ typecheck: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Offline validation of deploy/: hadolint, kubernetes-validate, the compose schema (also part of `test`).
+deploy-check: $(STAMP)
+	VENV=$(VENV) .ci/deploy-check
 
 schemas: $(STAMP)
 	$(BIN)/python -c "from producers.contract import write_json_schemas; write_json_schemas()"

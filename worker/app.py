@@ -12,16 +12,28 @@ Settings that decide loss and duplication (see shared/reference/celery-redis.md)
 - the `threads` pool: a send waits on the network, so threads give high concurrency in one
   process and small memory; HTTP connection pools are shared by the threads (keep-alive).
 - Celery's `expires` is not used: the task enforces the job's `expires_at` and reports `expired`.
+
+Operations (docs/operations.md):
+- SIGTERM is Celery's warm shutdown: the consumer stops fetching, running sends finish, and
+  reserved messages not yet started (with one prefetch per thread, retries waiting for their
+  countdown) go back to the queue (kombu's restore at shutdown); the worker then exits 0.
+- `worker.health` adds a worker bootstep (the /metrics, /healthz, /readyz endpoint on
+  `SMS_METRICS_PORT`) and a consumer bootstep (the heartbeat behind /healthz).
+- Logging is configured at `celeryd_init`, before Celery's own start-up warnings, and again at
+  `setup_logging`, which stops Celery from configuring it; with JSON logs the start-up banner is
+  replaced by one `worker.started` line, so every line of output is JSON.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import structlog
 from celery import Celery, signals
 
 from producers.contract import QUEUE
-from worker import logs, runtime, tasks
+from worker import health, logs, runtime, tasks
 from worker.settings import Settings
 
 
@@ -54,6 +66,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         },
     )
     app.midcall_settings = settings
+    app.steps["worker"].add(health.WorkerMonitor)
+    app.steps["consumer"].add(health.ConsumerHeartbeat)
     tasks.register(app, settings)
     return app
 
@@ -61,7 +75,29 @@ def create_app(settings: Settings | None = None) -> Celery:
 def _setup_logging(**_: Any) -> None:
     # Connecting this signal stops Celery from configuring logging itself: its loggers go
     # through ours.
-    logs.configure_logging(Settings())
+    logs.configure_logging(Settings(), capture_warnings=True)
+
+
+def _on_worker_init(instance: Any = None, **_: Any) -> None:
+    # Before Celery's first start-up warning, so that it is a log line too.
+    settings: Settings = instance.app.midcall_settings
+    logs.configure_logging(settings, capture_warnings=True)
+    if logs.renders_json(settings, sys.stderr):
+        instance.quiet = True  # the multi-line banner is not JSON: `worker.started` says it instead
+
+
+def _on_worker_setup(sender: str, instance: Any = None, **_: Any) -> None:
+    app = instance.app
+    settings: Settings = app.midcall_settings
+    structlog.get_logger("worker.app").info(
+        "worker.started",
+        hostname=sender,
+        pool=getattr(instance.pool_cls, "__module__", str(instance.pool_cls)),
+        concurrency=instance.concurrency,
+        queues=sorted(q.name for q in app.amqp.queues.consume_from.values()),
+        broker=app.connection_for_read().as_uri(),
+        metrics_port=settings.metrics_port or None,
+    )
 
 
 def _after_fork(**_: Any) -> None:
@@ -73,6 +109,8 @@ def _at_shutdown(**_: Any) -> None:
 
 
 signals.setup_logging.connect(_setup_logging, weak=False)
+signals.celeryd_init.connect(_on_worker_init, weak=False)
+signals.celeryd_after_setup.connect(_on_worker_setup, weak=False)
 signals.worker_process_init.connect(_after_fork, weak=False)
 signals.worker_process_shutdown.connect(_at_shutdown, weak=False)
 signals.worker_shutdown.connect(_at_shutdown, weak=False)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import redis
 from pydantic import ValidationError
 
+from worker import logs
 from worker.config import commands
 from worker.config.crypto import Crypto
 from worker.config.loader import load_file
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"error: settings: {_settings_problems(exc)}", file=sys.stderr)
         return 2
+    logs.configure_logging(settings)  # the same pipeline as the worker: JSON (or console) on stderr
     try:
         return int(args.run(args, settings))
     except SmsError as exc:

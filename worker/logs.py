@@ -2,7 +2,13 @@
 
 structlog renders JSON lines (or the console renderer on a terminal); stdlib loggers — Celery,
 kombu — go through the same processors. A last processor masks anything that looks like a phone
-number, so a number that slips into a message from a library is still not logged in full.
+number, nested values and URL-encoded numbers included, so a number that slips into a message
+from a library is still not logged in full. Message bodies are never logged (the canonical
+`sms.send` line has their length and a hash).
+
+Quieted below WARNING: the Twilio SDK's per-request lines (URL and headers), httpx's request
+lines, and Celery's per-task "received"/"succeeded"/"retry" lines, which the canonical line
+replaces — one line per outcome of one send.
 """
 
 from __future__ import annotations
@@ -18,17 +24,56 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from producers.contract import mask_number
 from worker.settings import Settings
 
-_NUMBER = re.compile(r"\+\d{7,15}\b")
+_NUMBER = re.compile(r"(?:\+|%2[Bb])\d{7,15}\b")
+#: Loggers whose INFO lines repeat what the canonical line says, or show request details.
+QUIET_LOGGERS = ("twilio.http_client", "httpx", "celery.app.trace", "celery.worker.strategy")
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    found = match.group(0)
+    if found.startswith("+"):
+        return mask_number(found) or ""
+    return "%2B" + (mask_number("+" + found[3:]) or "")[1:]
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return _NUMBER.sub(_mask_match, value) if ("+" in value or "%2" in value) else value
+    if isinstance(value, dict):
+        return {key: _mask(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_mask(item) for item in value)
+    return value
 
 
 def mask_numbers(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     for key, value in event_dict.items():
-        if isinstance(value, str) and "+" in value:
-            event_dict[key] = _NUMBER.sub(lambda m: mask_number(m.group(0)) or "", value)
+        event_dict[key] = _mask(value)
     return event_dict
 
 
-def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
+def renders_json(settings: Settings, stream: TextIO) -> bool:
+    """JSON unless `SMS_LOG_FORMAT=console`, or `auto` (the default) on a terminal."""
+    if settings.log_format == "auto":
+        return not stream.isatty()
+    return settings.log_format == "json"
+
+
+def configure_logging(
+    settings: Settings,
+    *,
+    stream: TextIO | None = None,
+    capture_warnings: bool = False,
+    cache_loggers: bool = True,
+) -> None:
+    """Route structlog and stdlib logging to one handler on `stream` (default: standard error).
+
+    `capture_warnings` sends `warnings.warn` through the same handler (the worker process; not
+    in tests, where pytest turns warnings into errors). Tests pass `cache_loggers=False`: a
+    cached logger keeps the configuration it was first used with.
+    """
     stream = stream or sys.stderr
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -38,13 +83,16 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         structlog.processors.format_exc_info,
         mask_numbers,
     ]
-    console = settings.log_format == "console" or (settings.log_format == "auto" and stream.isatty())
-    renderer: Processor = structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if renders_json(settings, stream)
+        else structlog.dev.ConsoleRenderer()
+    )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
@@ -56,9 +104,10 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())
-    # The Twilio SDK logs every request (URL and headers) at INFO.
-    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if capture_warnings:
+        logging.captureWarnings(True)
 
 
 def bind(**values: Any) -> None:

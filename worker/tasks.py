@@ -12,7 +12,7 @@ from celery.exceptions import Reject
 from redis.exceptions import RedisError
 
 from producers.contract import TASK_NAME
-from worker import logs, runtime
+from worker import logs, metrics, runtime
 from worker.settings import Settings
 
 _HOST = f"{socket.gethostname()}:{os.getpid()}"
@@ -34,7 +34,8 @@ def send(self: Task, job: Any = None, **unexpected: Any) -> None:
     owner = f"{_HOST}:{uuid.uuid4().hex[:12]}"
     logs.bind(job_id=self.request.id, attempt=attempt)
     try:
-        delay = runtime.get(settings).service.handle(job, attempt=attempt, owner=owner)
+        with metrics.IN_FLIGHT.track_inprogress():
+            delay = runtime.get(settings).service.handle(job, attempt=attempt, owner=owner)
     except RedisError as exc:
         # Redis is unreachable mid-send: hand the message back rather than drop it. If even that
         # fails, it stays in Redis's unacked set and is restored after the visibility timeout.

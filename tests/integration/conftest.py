@@ -40,6 +40,7 @@ class WorkerProcess:
             "SMS_LOG_FORMAT": "json",
             "SMS_CONCURRENCY": str(concurrency),
             "SMS_ALLOW_PRIVATE_ENDPOINTS": "true",
+            "SMS_METRICS_PORT": "0",  # several workers per test: a test that scrapes sets its own port
             "NO_PROXY": "127.0.0.1,localhost",
             **env,
         }

@@ -129,7 +129,7 @@ def twilio_connection(fake: FakeTwilio, token: str | None = None) -> Connection:
         label="Twilio",
         provider="twilio",
         from_number=FROM,
-        credentials={"account_sid": fake.account_sid, "auth_token": token or fake.auth_token},  # type: ignore[dict-item]
+        credentials={"account_sid": fake.account_sid, "auth_token": token or fake.auth_token},
         api_base_url=fake.url,
     )
 
@@ -202,7 +202,7 @@ class TestTelnyx:
             credentials={
                 "api_key": fake.api_key,
                 "messaging_profile_id": "4000eba1-a0c0-4563-9925-b25e842a7cb6",
-            },  # type: ignore[dict-item]
+            },
             api_base_url=fake.url,
         )
 
@@ -261,7 +261,7 @@ class TestPlivo:
             label="Plivo",
             provider="plivo",
             from_number=FROM,
-            credentials={"auth_id": fake.auth_id, "auth_token": token or fake.auth_token},  # type: ignore[dict-item]
+            credentials={"auth_id": fake.auth_id, "auth_token": token or fake.auth_token},
             api_base_url=fake.url,
         )
 
@@ -299,7 +299,7 @@ class TestCustom:
             label="Gateway",
             provider="custom",
             custom_api_url=url,
-            custom_api_headers={"X-Api-Key": "gw-secret"},  # type: ignore[dict-item]
+            custom_api_headers={"X-Api-Key": "gw-secret"},
         )
 
     def test_posts_to_and_message_with_the_configured_headers(self, pool: ProviderPool) -> None:
