@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     #: where workers read connections and agents: `file` (SMS_CONFIG_FILE) or `redis` (the store
     #: that `midcall-sms config` manages, in SMS_REDIS_URL)
     config_source: Literal["file", "redis"] = "file"
+    #: Celery task events (what Flower shows); off saves about three Redis PUBLISHes per send
+    task_events: bool = True
     log_level: str = "INFO"
     #: `json`, `console`, or `auto` (console on a terminal, JSON otherwise)
     log_format: Literal["json", "console", "auto"] = "auto"
