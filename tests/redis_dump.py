@@ -11,10 +11,10 @@ def _bytes(value: Any) -> bytes:
     return str(value).encode()
 
 
-def dump_all(client: Any) -> bytes:
-    """Every key and value in the database, whatever the key's type, as one blob."""
+def dump_all(client: Any, match: str | None = None) -> bytes:
+    """Every key (or every key matching `match`) and its value, whatever its type, as one blob."""
     chunks: list[bytes] = []
-    for key in client.scan_iter(count=1000):
+    for key in client.scan_iter(match=match, count=1000):
         kind = _bytes(client.type(key))
         values: list[Any] = []
         if kind == b"string":

@@ -141,7 +141,7 @@ def test_writing_secrets_without_an_encryption_key_is_refused(redis_client: redi
     with pytest.raises(ConfigError, match="SMS_ENCRYPTION_KEYS is not set") as info:
         store.add_connection(twilio())
     assert_no_secret(str(info.value))
-    assert dump_all(redis_client) == b""
+    assert dump_all(redis_client, match="sms:*") == b""  # kombu's keys of earlier tests aside
 
 
 def test_a_wrong_key_is_refused_naming_the_field(store: RedisConfigStore, redis_client: redis.Redis) -> None:
