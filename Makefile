@@ -45,3 +45,7 @@ schemas: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The benchmark (docs/benchmark.md): bench-results/bench.json and latency.png. `make bench ARGS=--quick`.
+bench: $(STAMP)
+	$(BIN)/midcall-sms bench $(ARGS)

@@ -17,6 +17,7 @@ import redis
 from pydantic import ValidationError
 
 from worker import logs
+from worker.bench import options as bench_options  # argparse and dataclasses only
 from worker.config import commands
 from worker.config.crypto import Crypto
 from worker.config.loader import load_file
@@ -28,6 +29,12 @@ def _demo(_: argparse.Namespace, __: Settings) -> int:
     from worker import demo
 
     return demo.main()
+
+
+def _bench(args: argparse.Namespace, _: Settings) -> int:
+    from worker.bench.command import run_args
+
+    return run_args(args)
 
 
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,6 +70,11 @@ def parser() -> argparse.ArgumentParser:
     commands_.add_parser(
         "demo", help="run the product end to end: private Redis, worker, sandbox, a call"
     ).set_defaults(run=_demo)
+    bench = commands_.add_parser(
+        "bench", help="measure latency and throughput against the floor and the baselines (docs/benchmark.md)"
+    )
+    bench_options.add_arguments(bench)
+    bench.set_defaults(run=_bench)
     config = commands_.add_parser(
         "config", help="manage connections and agents (Redis store), keys, and config files"
     ).add_subparsers(dest="config_command", required=True)

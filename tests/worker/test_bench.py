@@ -112,6 +112,12 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert [p["offered_msg_per_s"] for p in results["ours"]["sweep"]] == list(QUICK.rates)
     assert all(p["latency"]["n"] > 0 for p in results["ours"]["sweep"])
     assert all(m["rss_mb"] > 0 for m in results["ours"]["memory"])
+    # the diagnostics the tuning reads: CPU per message, Redis commands, what the workers saw
+    saturation = results["ours"]["saturation"]
+    assert saturation["cpu"]["workers_ms_per_msg"] > 0
+    assert saturation["occupancy"]["samples"] > 0 and "executing" in saturation["occupancy"]
+    assert saturation["worker_view"]["provider_request_count"] > 0
+    assert serial["redis_commands_per_message"]["lpush"] >= 1
     # the table, the JSON and the PNG
     assert "| figure" in run.stdout and "pass" in run.stdout
     assert report.targets_table(results["figures"]).splitlines()[0] in run.stdout

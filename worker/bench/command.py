@@ -1,0 +1,66 @@
+"""The benchmark's command: run, print the table, write bench.json and latency.png.
+
+Exit status: 0 the run completed (whatever the figures: the benchmark is not a test), 1 it could
+not run (a process did not start or answer; its log is in `<out>/logs`), 2 bad options, 130
+interrupted. Every process it started is stopped in all cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from worker.bench import options as bench_options
+from worker.bench import plot, report, runner
+from worker.bench.processes import BenchError
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_args(args: argparse.Namespace) -> int:
+    try:
+        options = bench_options.from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        results = runner.run(options)
+    except (BenchError, OSError, RuntimeError) as exc:  # a process did not start, answer or finish
+        kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
+        print(f"error: {kind}{exc}\n(logs of every process: {options.out / 'logs'})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: every process the benchmark started has been stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    finish(results, options.out)
+    return 0
+
+
+def finish(results: dict[str, Any], out: Path) -> None:
+    """Add the figures, write the JSON and the PNG, print the table."""
+    results["figures"] = report.figures(results)
+    png, why_not = None, "matplotlib is not installed (pip install matplotlib)"
+    if plot.available():
+        try:
+            png = plot.latency_png(results, out / "latency.png")
+        except Exception as exc:  # the figures matter more than the picture
+            why_not = f"drawing failed: {type(exc).__name__}: {exc}"
+    results["meta"]["png"] = None if png is None else str(png)
+    path = report.write_json(results, out / "bench.json")
+    print(report.render(results))
+    print(f"\nwrote {path}")
+    print(f"wrote {png}" if png else f"no PNG: {why_not}; the JSON has every figure")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_args(bench_options.parser().parse_args(argv))
