@@ -39,6 +39,11 @@ XADD_OPTIONS: dict[str, Any] = {"maxlen": EVENTS_MAXLEN, "approximate": True}
 TTL = EVENTS_TTL_SECONDS
 
 
+def stream_id(value: Any) -> str:
+    """A stream entry id as text (redis-py returns bytes or str depending on decoding)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def parse_entries(entries: Iterable[Sequence[Any]]) -> list[tuple[str, Event]]:
     """Stream entries `[(id, {field: value})]` as `(id, Event)`; entries that are not events are skipped."""
     parsed: list[tuple[str, Event]] = []

@@ -11,7 +11,16 @@ from typing import Any, Self
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from producers.channel import TTL, XADD_OPTIONS, absorb, parse_entries, queued_event, reply_entries, xadd_args
+from producers.channel import (
+    TTL,
+    XADD_OPTIONS,
+    absorb,
+    parse_entries,
+    queued_event,
+    reply_entries,
+    stream_id,
+    xadd_args,
+)
 from producers.contract import (
     QUEUE,
     CallContext,
@@ -121,27 +130,33 @@ class SmsClient:
         deadline = time.monotonic() + timeout
         try:
             async with asyncio.timeout(timeout):
-                await self.enqueue(job)
+                queued_id = await self.enqueue(job)
         except TimeoutError:
             # Whether the push landed is unknown: if it did, a worker sends it.
             return SendResult.from_events(job, [])
         except (RedisError, OSError) as exc:
             return queue_unavailable(job, exc)
-        return await self.wait(job, timeout=deadline - time.monotonic())
+        return await self.wait(job, timeout=deadline - time.monotonic(), since=queued_id)
 
-    async def enqueue(self, job: Job) -> None:
-        """Push the job and its `queued` event in one round trip (a MULTI/EXEC pipeline)."""
+    async def enqueue(self, job: Job) -> str:
+        """Push the job and its `queued` event in one round trip (a MULTI/EXEC pipeline); returns
+        the `queued` event's stream id, after which the job's other events come."""
         key, fields = xadd_args(queued_event(job))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(key, fields, **XADD_OPTIONS)  # type: ignore[arg-type]
             pipe.expire(key, TTL)
             pipe.lpush(QUEUE, task_message(job))
-            await pipe.execute()
+            results = await pipe.execute()
+        return stream_id(results[0])
 
-    async def wait(self, job: Job, *, timeout: float) -> SendResult:
-        """The job's outcome from its call's result channel, or `pending` after `timeout`."""
+    async def wait(self, job: Job, *, timeout: float, since: str = "0-0") -> SendResult:
+        """The job's outcome from its call's result channel, or `pending` after `timeout`.
+
+        `since` is a stream id the job's events come after (its `queued` event's, from `enqueue`);
+        the default reads the call's channel from the start.
+        """
         seen: list[Event] = []
-        last_id = "0-0"
+        last_id = since
         deadline = time.monotonic() + max(timeout, 0.0)
         key = events_key(job.call.call_id)
         try:

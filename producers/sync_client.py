@@ -10,7 +10,16 @@ from typing import Any, Self
 from redis import Redis
 from redis.exceptions import RedisError
 
-from producers.channel import TTL, XADD_OPTIONS, absorb, parse_entries, queued_event, reply_entries, xadd_args
+from producers.channel import (
+    TTL,
+    XADD_OPTIONS,
+    absorb,
+    parse_entries,
+    queued_event,
+    reply_entries,
+    stream_id,
+    xadd_args,
+)
 from producers.client import MAX_BLOCK, queue_unavailable
 from producers.contract import QUEUE, CallContext, Event, Job, VariableValue, events_key
 from producers.envelope import task_message
@@ -66,22 +75,25 @@ class SyncSmsClient:
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         try:
-            self.enqueue(job)
+            queued_id = self.enqueue(job)
         except (RedisError, OSError) as exc:
             return queue_unavailable(job, exc)
-        return self.wait(job, timeout=deadline - time.monotonic())
+        return self.wait(job, timeout=deadline - time.monotonic(), since=queued_id)
 
-    def enqueue(self, job: Job) -> None:
+    def enqueue(self, job: Job) -> str:
+        """Push the job and its `queued` event in one round trip; returns the event's stream id."""
         key, fields = xadd_args(queued_event(job))
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(key, fields, **XADD_OPTIONS)  # type: ignore[arg-type]
             pipe.expire(key, TTL)
             pipe.lpush(QUEUE, task_message(job))
-            pipe.execute()
+            results = pipe.execute()
+        return stream_id(results[0])
 
-    def wait(self, job: Job, *, timeout: float) -> SendResult:
+    def wait(self, job: Job, *, timeout: float, since: str = "0-0") -> SendResult:
+        """The job's outcome, or `pending` after `timeout` (see `SmsClient.wait`)."""
         seen: list[Event] = []
-        last_id = "0-0"
+        last_id = since
         deadline = time.monotonic() + max(timeout, 0.0)
         key = events_key(job.call.call_id)
         try:
