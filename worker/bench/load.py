@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import os
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -28,10 +29,11 @@ class TimedClient(SmsClient):
 
     enqueue_ms: list[float]
 
-    async def enqueue(self, job: Job) -> None:
+    async def enqueue(self, job: Job) -> str:
         start = time.perf_counter()
-        await super().enqueue(job)
+        queued_id = await super().enqueue(job)
         self.enqueue_ms.append((time.perf_counter() - start) * 1000)
+        return queued_id
 
 
 def _client(redis_url: str) -> TimedClient:
@@ -94,7 +96,7 @@ class Run:
 
 
 async def _warm(sms: SmsClient, agent: str, count: int) -> None:
-    run = Run("warmup")
+    run = Run(f"warmup-{uuid.uuid4().hex[:8]}")  # fresh calls: the per-call cap must not refuse them
     await asyncio.gather(*(run.send(sms, agent, timeout=10) for _ in range(count)))
 
 
