@@ -107,7 +107,7 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     # our pipeline: every send of the one-at-a-time run was accepted, with its stages timed
     serial = results["ours"]["serial"]
     assert serial["statuses"] == {"accepted": QUICK.serial}
-    assert set(serial["stages"]) == {"call→queued", "queued→sending", "sending→accepted", "accepted→result"}
+    assert set(serial["stages"]) == {"call→sending", "sending→accepted", "accepted→result"}
     assert results["ours"]["headline"]["lag"]["n"] > 0
     assert [p["offered_msg_per_s"] for p in results["ours"]["sweep"]] == list(QUICK.rates)
     assert all(p["latency"]["n"] > 0 for p in results["ours"]["sweep"])

@@ -21,7 +21,7 @@ from producers.results import SendResult
 from worker.bench import workload
 
 #: a send's result channel shows these in order; the gaps between them are the pipeline's stages
-STAGES = ("call→queued", "queued→sending", "sending→accepted", "accepted→result")
+STAGES = ("call→sending", "sending→accepted", "accepted→result")
 
 
 class TimedClient(SmsClient):
@@ -73,9 +73,9 @@ class Run:
 
     def _stages(self, result: SendResult, called_at: float, returned_at: float) -> None:
         at = {event.status: event.at.timestamp() for event in result.events}
+        # send() reads its job's events after its own `queued` one, so the first worker stamp is `sending`.
         marks = [
             called_at,
-            at.get(Status.QUEUED),
             at.get(Status.SENDING),
             at.get(Status.ACCEPTED),
             returned_at,
