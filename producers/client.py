@@ -42,6 +42,8 @@ MAX_CONNECTIONS = 2000
 #: The longest single blocking read, in seconds: below redis-py's default 5 s socket timeout,
 #: which then still catches a Redis that went silent.
 MAX_BLOCK = 2.0
+#: Seconds between attempts to read again after Redis dropped the connection.
+RECONNECT_PAUSE = 0.1
 #: Extra seconds allowed past a blocking read's own timeout before the client gives up on Redis.
 _GRACE = 0.5
 
@@ -159,16 +161,19 @@ class SmsClient:
         last_id = since
         deadline = time.monotonic() + max(timeout, 0.0)
         key = events_key(job.call.call_id)
-        try:
-            while (remaining := deadline - time.monotonic()) > 0:
-                block = min(remaining, MAX_BLOCK)
+        while (remaining := deadline - time.monotonic()) > 0:
+            block = min(remaining, MAX_BLOCK)
+            try:
                 async with asyncio.timeout(block + _GRACE):
                     reply = await self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
-                last_id, done = absorb(job.job_id, reply, seen, last_id)
-                if done:
-                    break
-        except (TimeoutError, RedisError, OSError):
-            pass  # Redis went away while we waited: the outcome is unknown, so pending.
+            except (TimeoutError, RedisError, OSError):
+                # Redis went away (a restart, a failover): try again until our own deadline; the
+                # events are in the stream, so none is missed. Past the deadline: pending.
+                await asyncio.sleep(min(RECONNECT_PAUSE, max(deadline - time.monotonic(), 0)))
+                continue
+            last_id, done = absorb(job.job_id, reply, seen, last_id)
+            if done:
+                break
         return SendResult.from_events(job, seen)
 
     async def events(

@@ -20,7 +20,7 @@ from producers.channel import (
     stream_id,
     xadd_args,
 )
-from producers.client import MAX_BLOCK, queue_unavailable
+from producers.client import MAX_BLOCK, RECONNECT_PAUSE, queue_unavailable
 from producers.contract import QUEUE, CallContext, Event, Job, VariableValue, events_key
 from producers.envelope import task_message
 from producers.jobs import DEFAULT_EXPIRES_IN, build_job
@@ -96,15 +96,17 @@ class SyncSmsClient:
         last_id = since
         deadline = time.monotonic() + max(timeout, 0.0)
         key = events_key(job.call.call_id)
-        try:
-            while (remaining := deadline - time.monotonic()) > 0:
-                block = min(remaining, MAX_BLOCK)
+        while (remaining := deadline - time.monotonic()) > 0:
+            block = min(remaining, MAX_BLOCK)
+            try:
                 reply = self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
-                last_id, done = absorb(job.job_id, reply, seen, last_id)
-                if done:
-                    break
-        except (RedisError, OSError):
-            pass  # the outcome is unknown: pending
+            except (RedisError, OSError):
+                # Redis went away: try again until our own deadline (see SmsClient.wait).
+                time.sleep(min(RECONNECT_PAUSE, max(deadline - time.monotonic(), 0)))
+                continue
+            last_id, done = absorb(job.job_id, reply, seen, last_id)
+            if done:
+                break
         return SendResult.from_events(job, seen)
 
     def events(
