@@ -38,7 +38,7 @@ from producers.contract import (
 )
 
 # KEYS: idem hash, per-call counter, call's event stream.
-# ARGV: job id, owner, lease ms, ttl s, cap (0: none), `sending` event JSON ('' when the plan failed).
+# ARGV: job id, owner, lease ms, ttl s, cap (-1: none), `sending` event JSON ('' when the plan failed).
 _CLAIM = f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -59,7 +59,7 @@ if not state then
   local cap = tonumber(ARGV[5])
   redis.call('HSET', KEYS[1], 'ambiguous', '0')
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-  if cap > 0 and n > cap then
+  if cap >= 0 and n > cap then
     enter('claimed')
     return {{'limit', tostring(n), '0', ''}}
   end
@@ -129,16 +129,16 @@ class IdempotencyStore:
         job_id: str,
         owner: str,
         call_id: str,
-        cap: int = 0,
+        cap: int | None = None,
         sending: str | None = None,
     ) -> Claim:
         """Claim `key` for `job_id`. With a `sending` event (the plan succeeded), enter `calling`
-        and publish it in the same call; `cap` is the call's limit of distinct sends (0: none)."""
+        and publish it in the same call; `cap` is the call's limit of distinct sends (None: none)."""
         kind, a, ambiguous, outcome = (
             _text(v)
             for v in self._claim(
                 keys=[idempotency_key(key), call_counter_key(call_id), events_key(call_id)],
-                args=[job_id, owner, self._lease_ms, self._ttl, cap, sending or ""],
+                args=[job_id, owner, self._lease_ms, self._ttl, -1 if cap is None else cap, sending or ""],
             )
         )
         flag = ambiguous == "1"

@@ -164,7 +164,7 @@ class SmsService:
                 job_id=job.job_id,
                 owner=delivery.owner,
                 call_id=job.call.call_id,
-                cap=plan.max_per_call if plan and plan.max_per_call else 0,
+                cap=plan.max_per_call if plan else None,
                 sending=sending,
             )
             if claim.kind != "busy":

@@ -203,3 +203,10 @@ def test_the_call_counter_expires(redis_client: redis.Redis) -> None:
     idem.claim("k", job_id="j", owner="w", call_id="CA1")
     assert 0 < redis_client.ttl(call_counter_key("CA1")) <= 3600
     assert 0 < redis_client.ttl(idempotency_key("k")) <= 3600
+
+
+def test_a_cap_of_zero_refuses_every_send(redis_client: redis.Redis) -> None:
+    """`max_per_call: 0` means no texts in a call, not "no limit"."""
+    idem = store(redis_client)
+    assert idem.claim("k1", job_id="j1", owner="w", call_id="CA1", cap=0, sending="{}").kind == "limit"
+    assert idem.claim("k2", job_id="j2", owner="w", call_id="CA2", sending="{}").kind == "new"
