@@ -43,7 +43,12 @@ def send(self: Task, job: Any = None, **unexpected: Any) -> None:
     finally:
         logs.clear()
     if delay is not None:
-        raise self.retry(countdown=delay, kwargsrepr=_summary(job))
+        try:
+            raise self.retry(countdown=delay, kwargsrepr=_summary(job))
+        except Reject as exc:
+            # Celery could not publish the retry (Redis went away) and would drop the message;
+            # hand it back instead: the key is held for this job, so the redelivery takes over.
+            raise Reject(f"retry not published: {exc.reason!r}", requeue=True) from exc
 
 
 def register(app: Celery, settings: Settings) -> None:

@@ -503,3 +503,28 @@ def test_backoff_is_capped_by_retry_max_delay(redis_client: redis.Redis) -> None
     delays = [service.backoff(attempt, None) for attempt in range(1, 30) for _ in range(20)]
     assert all(0 <= d <= 1.0 for d in delays)
     assert max(delays) > 0.9
+
+
+def test_a_retry_that_cannot_be_published_is_handed_back_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When Celery cannot publish a retry it raises Reject(requeue=False); the task turns it into
+    Reject(requeue=True), so the message comes back instead of being lost."""
+    from types import SimpleNamespace
+
+    from celery.exceptions import Reject
+
+    from worker import runtime, tasks
+
+    service = SimpleNamespace(handle=lambda job, attempt, owner: 0.2)
+    monkeypatch.setattr(runtime, "get", lambda settings: SimpleNamespace(service=service))
+
+    def retry(**_: object) -> None:
+        raise Reject("connection refused", requeue=False)
+
+    task = SimpleNamespace(
+        app=SimpleNamespace(midcall_settings=None),
+        request=SimpleNamespace(retries=0, id="job-1"),
+        retry=retry,
+    )
+    with pytest.raises(Reject) as caught:
+        tasks.send(task, job={"job_id": "job-1"})
+    assert caught.value.requeue is True
