@@ -90,9 +90,10 @@ def _recipient(job: Job, sms: SmsMidCall) -> str:
         to = normalize(job.to or job.call.customer_number)
     except InvalidNumber as exc:
         raise SendError(ErrorCode.INVALID_NUMBER, f"recipient: {exc}") from None
-    if sms.recipient_policy == "caller_only":
+    # With no `to` the recipient is the customer, already normalized: parse once on the hot path.
+    if sms.recipient_policy == "caller_only" and job.to is not None and job.to != job.call.customer_number:
         try:
-            customer = normalize(job.call.customer_number)
+            customer: str | None = normalize(job.call.customer_number)
         except InvalidNumber:
             customer = None
         if to != customer:
