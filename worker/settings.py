@@ -66,7 +66,24 @@ class Settings(BaseSettings):
     #: /healthz fails when the consumer loop has not ticked for this many seconds
     liveness_timeout: float = Field(default=60.0, ge=2, le=3600)
 
+    # -- the HTTP service (`midcall-sms serve`): receipts, inbound messages, platforms, audit ------
+    #: the base URL providers and platforms call (callback URLs are built from it, and Twilio's
+    #: signatures cover it); unset: no callbacks are requested, receipts come from polling only
+    public_url: str | None = None
+    #: address and port `midcall-sms serve` listens on
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    #: comma-separated bearer tokens for the audit API; none set: it answers 401
+    api_tokens: SecretStr | None = None
+    #: audit records hold the message text (and full numbers) only when true
+    audit_bodies: bool = False
+
     def fernet_keys(self) -> list[str]:
         if self.encryption_keys is None:
             return []
         return [k.strip() for k in self.encryption_keys.get_secret_value().split(",") if k.strip()]
+
+    def bearer_tokens(self) -> list[str]:
+        if self.api_tokens is None:
+            return []
+        return [t.strip() for t in self.api_tokens.get_secret_value().split(",") if t.strip()]

@@ -575,3 +575,50 @@ def test_repr_and_str_of_a_loaded_connection_hide_its_secrets() -> None:
     assert isinstance(connection, Connection)
     assert connection.secret("auth_token") == SECRET
     assert "**" in repr(connection)
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("Twilio - Support", "twilio-support"),
+        ("  Plivo__EU  ", "plivo-eu"),
+        ("Télnyx #2", "t-lnyx-2"),
+        ("日本", "connection"),
+    ],
+)
+def test_a_connection_id_is_derived_from_its_label(label: str, expected: str) -> None:
+    """The webhook id is the label lowercased, each run of other characters one `-`."""
+    connection = Connection(label=label, provider="sandbox")
+    assert connection.connection_id == expected
+
+
+def test_an_explicit_connection_id_wins_and_is_looked_up_per_provider() -> None:
+    """`id` overrides the derived one; a webhook URL finds its connection by provider and id."""
+    config = SmsConfig(
+        connections=[
+            Connection(label="Twilio - Support", provider="sandbox", id="support"),
+            Connection(label="Other", provider="sandbox"),
+        ]
+    )
+    found = config.connection_by_id("sandbox", "support")
+    assert found is not None and found.label == "Twilio - Support"
+    assert config.connection_by_id("twilio", "support") is None
+    assert config.connection_by_id("sandbox", "twilio-support") is None
+
+
+def test_two_connections_with_the_same_id_are_refused_naming_both() -> None:
+    """Labels that differ only in punctuation would share a webhook URL: refused at load."""
+    with pytest.raises(ValueError, match="share the webhook id 'twilio-support'") as info:
+        SmsConfig(
+            connections=[
+                Connection(label="Twilio - Support", provider="sandbox"),
+                Connection(label="twilio support", provider="sandbox"),
+            ]
+        )
+    assert "'Twilio - Support'" in str(info.value) and "'twilio support'" in str(info.value)
+
+
+def test_a_connection_id_must_be_url_safe() -> None:
+    """An explicit id with characters a URL path would need escaped is refused."""
+    with pytest.raises(ValueError, match="id"):
+        Connection(label="x", provider="sandbox", id="Has Space/slash")

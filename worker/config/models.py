@@ -6,6 +6,7 @@ the agent or connection and the field (see `worker.config.loader.describe`).
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -41,12 +42,25 @@ def _e164(value: str | None) -> str | None:
         raise ValueError(f"not an E.164 phone number ({exc})") from None
 
 
+_NOT_ID = re.compile(r"[^a-z0-9]+")
+CONNECTION_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+
+
+def connection_id_of(label: str) -> str:
+    """The id a connection gets from its label: lowercased, each run of other characters turned
+    into one `-` ("Twilio - Support" -> "twilio-support")."""
+    return _NOT_ID.sub("-", label.lower()).strip("-")[:64].strip("-") or "connection"
+
+
 class Connection(BaseModel):
     """One provider account, referred to by its label."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     label: str = Field(min_length=1, max_length=200)
+    #: the connection's part of its webhook URLs (`/v1/webhooks/{provider}/{id}/status`); never a
+    #: secret. Default: derived from the label (`connection_id_of`).
+    id: str | None = Field(default=None, pattern=CONNECTION_ID_PATTERN)
     provider: ProviderName
     default: bool = False
     from_number: str | None = None
@@ -77,6 +91,11 @@ class Connection(BaseModel):
 
     def secret(self, name: str) -> str:
         return self.credentials[name].get_secret_value()
+
+    @property
+    def connection_id(self) -> str:
+        """The id in this connection's webhook URLs: `id`, or one derived from the label."""
+        return self.id or connection_id_of(self.label)
 
 
 class SmsMidCall(BaseModel):
@@ -157,6 +176,14 @@ class SmsConfig(BaseModel):
         duplicated = sorted({label for label in labels if labels.count(label) > 1})
         if duplicated:
             raise ValueError(f"connections: duplicate label(s) {', '.join(map(repr, duplicated))}")
+        ids = [c.connection_id for c in self.connections]
+        clashing = sorted({i for i in ids if ids.count(i) > 1})
+        if clashing:
+            owners = [c.label for c in self.connections if c.connection_id in clashing]
+            raise ValueError(
+                f"connections: {', '.join(map(repr, owners))} share the webhook id "
+                f"{', '.join(map(repr, clashing))}; give one of them its own `id`"
+            )
         for provider in REQUIRED_CREDENTIALS:
             defaults = [c.label for c in self.connections if c.provider == provider and c.default]
             if len(defaults) > 1:
@@ -173,6 +200,12 @@ class SmsConfig(BaseModel):
 
     def connection(self, label: str) -> Connection | None:
         return next((c for c in self.connections if c.label == label), None)
+
+    def connection_by_id(self, provider: str, connection_id: str) -> Connection | None:
+        """The connection a webhook URL names (`/v1/webhooks/{provider}/{connection_id}/...`)."""
+        return next(
+            (c for c in self.connections if c.provider == provider and c.connection_id == connection_id), None
+        )
 
     def default_connection(self, provider: str) -> Connection | None:
         """The provider's connection marked `default`, or its only connection."""
