@@ -124,9 +124,7 @@ RETRYABLE_CODES = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.PROVIDER_UNAVAILA
 _REASONS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_NUMBER: "that isn't a valid phone number; confirm the number with the caller",
     ErrorCode.NOT_MOBILE: "that number can't receive texts; ask for a mobile number",
-    ErrorCode.RECIPIENT_OPTED_OUT: (
-        "the caller has opted out of texts from this number; replying START re-enables them"
-    ),
+    ErrorCode.RECIPIENT_OPTED_OUT: "that number has opted out of texts; they can text START to opt back in",
     ErrorCode.RECIPIENT_NOT_ALLOWED: "texts can only go to the caller's own number",
     ErrorCode.LIMIT_REACHED: "the limit of texts for this call has been reached",
     ErrorCode.MESSAGE_TOO_LONG: "the message is too long; shorten it",
@@ -142,6 +140,17 @@ _REASONS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_REQUEST: "the request was malformed",
 }
 
+#: Causes that share a code but need their own sentence: (code, cause) -> what the agent says.
+_CAUSE_REASONS: dict[tuple[ErrorCode, str], str] = {
+    (ErrorCode.RECIPIENT_NOT_ALLOWED, "country"): "texts to that country aren't allowed for this agent",
+    (ErrorCode.SENDER_INVALID, "custom_endpoint"): (
+        "the agent's SMS endpoint isn't allowed; it must be a public https address"
+    ),
+    (ErrorCode.LIMIT_REACHED, "recipient"): (
+        "that number has already had the most texts allowed for now; try again later"
+    ),
+    (ErrorCode.RATE_LIMITED, "sender"): "too many texts are waiting on this number right now",
+}
 #: Codes whose detail helps the model correct its next call (which variable is missing, how long).
 _DETAILED_CODES = frozenset({ErrorCode.TEMPLATE_ERROR, ErrorCode.MESSAGE_TOO_LONG})
 
@@ -150,13 +159,20 @@ NOT_SENT_PREFIX = "SMS couldn't be sent"
 PENDING_MESSAGE = "SMS not confirmed yet: it is queued and will be sent shortly."
 
 
-def reason(code: ErrorCode) -> str:
-    """The short, speakable reason for an error code."""
+def reason(code: ErrorCode, cause: str | None = None) -> str:
+    """The short, speakable reason for an error code (and its cause, when it has its own sentence)."""
+    if cause is not None:
+        found = _CAUSE_REASONS.get((code, cause))
+        if found is not None:
+            return found
     return _REASONS[code]
 
 
 def tool_message(
-    status: Status | Literal["pending"], code: ErrorCode | None = None, detail: str | None = None
+    status: Status | Literal["pending"],
+    code: ErrorCode | None = None,
+    detail: str | None = None,
+    cause: str | None = None,
 ) -> str:
     """The exact text an LLM tool call returns for this outcome.
 
@@ -171,7 +187,7 @@ def tool_message(
     if status == Status.FAILED:
         code = code or ErrorCode.PROVIDER_ERROR
         extra = f" ({detail})" if detail and code in _DETAILED_CODES else ""
-        return f"{NOT_SENT_PREFIX}: {reason(code)}{extra}."
+        return f"{NOT_SENT_PREFIX}: {reason(code, cause)}{extra}."
     if status == Status.UNDELIVERED:
         return f"SMS wasn't delivered: {reason(code or ErrorCode.UNDELIVERED)}."
     if status == Status.SENDING:
@@ -234,6 +250,10 @@ class ErrorInfo(BaseModel):
     provider_code: str | None = None
     message: str
     retryable: bool = False
+    #: which of the code's causes, when it has its own sentence: `country`
+    #: (recipient_not_allowed), `custom_endpoint` (sender_invalid), `recipient` (limit_reached),
+    #: `sender` (rate_limited: our own limit of the sending number)
+    cause: str | None = None
 
 
 class Event(BaseModel):
@@ -253,6 +273,8 @@ class Event(BaseModel):
     to: str | None = Field(default=None, description="Masked: +1415****234.")
     from_: str | None = Field(default=None, description="The sending number or sender id.")
     segments: int | None = None
+    #: how the body is encoded: `gsm7` (160 per SMS, 153 per part) or `ucs2` (70, 67)
+    encoding: Literal["gsm7", "ucs2"] | None = None
     error: ErrorInfo | None = None
     tool_message: str
     #: set when an earlier attempt may have reached the provider, so this send may be a second copy

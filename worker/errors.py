@@ -28,6 +28,7 @@ class SendError(SmsError):
         provider_code: str | int | None = None,
         retry_after: float | None = None,
         ambiguous: bool = False,
+        cause: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -37,6 +38,8 @@ class SendError(SmsError):
         self.retry_after = retry_after
         #: the request may have reached the provider (a read timeout, a dropped connection)
         self.ambiguous = ambiguous
+        #: which cause of `code` this is, when it has its own spoken sentence (`ErrorInfo.cause`)
+        self.cause = cause
 
     @property
     def retryable(self) -> bool:
@@ -44,7 +47,11 @@ class SendError(SmsError):
 
     def info(self) -> ErrorInfo:
         return ErrorInfo(
-            code=self.code, provider_code=self.provider_code, message=self.message, retryable=self.retryable
+            code=self.code,
+            provider_code=self.provider_code,
+            message=self.message,
+            retryable=self.retryable,
+            cause=self.cause,
         )
 
     def __repr__(self) -> str:

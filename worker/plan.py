@@ -9,9 +9,12 @@ from dataclasses import dataclass
 
 from producers.contract import MAX_MESSAGE_CHARS, ErrorCode, Job
 from worker import segments, templates
-from worker.config.models import Connection, SmsConfig, SmsMidCall
+from worker.config.models import Connection, RecipientCap, SmsConfig, SmsMidCall
 from worker.errors import SendError
+from worker.providers import PROVIDER_CLASSES
+from worker.ratelimit import RateLimit, sender_rate
 from worker.recipients import InvalidNumber, normalize, region_of
+from worker.segments import Encoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,11 @@ class SendPlan:
     segments: int
     validity_seconds: int | None
     max_per_call: int
+    encoding: Encoding = "gsm7"
+    #: the sending number's limit (None: none)
+    rate: RateLimit | None = None
+    #: texts to this recipient across the agent's calls (None: no cap)
+    max_per_recipient: RecipientCap | None = None
 
 
 def make_plan(config: SmsConfig, job: Job) -> SendPlan:
@@ -38,23 +46,38 @@ def make_plan(config: SmsConfig, job: Job) -> SendPlan:
     to = _recipient(job, sms)
     from_ = _sender(job, sms, connection)
     body = _body(job, sms)
-    if len(body) > MAX_MESSAGE_CHARS:
-        raise SendError(
-            ErrorCode.MESSAGE_TOO_LONG,
-            f"the message has {len(body)} characters; the most is {MAX_MESSAGE_CHARS}",
-        )
+    if sms.smart_encoding:
+        body = segments.smart_encode(body)
     if not body.strip():
         raise SendError(ErrorCode.TEMPLATE_ERROR, "the message is empty")
+    parts = _check_length(body, connection)
     return SendPlan(
         connection=connection,
         fallback=fallback,
         to=to,
         from_=from_,
         body=body,
-        segments=segments.count(body),
+        segments=parts.parts,
         validity_seconds=sms.validity_seconds,
         max_per_call=sms.max_per_call,
+        encoding=parts.encoding,
+        rate=sender_rate(connection, from_, parts.parts),
+        max_per_recipient=sms.max_per_recipient,
     )
+
+
+def _check_length(body: str, connection: Connection) -> segments.Segments:
+    """The body's parts, checked against the provider's limits (parts, characters per encoding)."""
+    if len(body) > 10 * MAX_MESSAGE_CHARS:  # no provider takes this; don't walk it character by character
+        raise SendError(
+            ErrorCode.MESSAGE_TOO_LONG,
+            f"the message has {len(body):,} characters; the most is {MAX_MESSAGE_CHARS:,}",
+        )
+    parts = segments.analyze(body)
+    refusal = PROVIDER_CLASSES[connection.provider].limits.refusal(connection.provider, parts)
+    if refusal is not None:
+        raise SendError(ErrorCode.MESSAGE_TOO_LONG, refusal)
+    return parts
 
 
 def _connection(config: SmsConfig, job: Job, sms: SmsMidCall) -> Connection:
@@ -102,7 +125,9 @@ def _recipient(job: Job, sms: SmsMidCall) -> str:
             )
     if sms.allowed_countries is not None and region_of(to) not in sms.allowed_countries:
         raise SendError(
-            ErrorCode.RECIPIENT_NOT_ALLOWED, "texts to this country are not allowed for this agent"
+            ErrorCode.RECIPIENT_NOT_ALLOWED,
+            "texts to this country are not allowed for this agent",
+            cause="country",
         )
     return to
 

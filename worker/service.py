@@ -42,7 +42,7 @@ log = structlog.get_logger("worker.send")
 
 #: The fields of a terminal event stored under its idempotency key, replayed to later jobs.
 _OUTCOME_FIELDS = {
-    "status", "attempt", "provider", "provider_message_id", "to", "from_", "segments", "error",
+    "status", "attempt", "provider", "provider_message_id", "to", "from_", "segments", "encoding", "error",
     "possible_duplicate",
 }  # fmt: skip
 #: Errors of a connection (not of the recipient) after which the fallback connection is tried.
@@ -194,9 +194,13 @@ class SmsService:
             to=outcome.get("to"),
             from_=outcome.get("from_"),
             segments=outcome.get("segments"),
+            encoding=outcome.get("encoding"),
             error=error,
             tool_message=tool_message(
-                status, error.code if error else None, error.message if error else None
+                status,
+                error.code if error else None,
+                error.message if error else None,
+                error.cause if error else None,
             ),
             possible_duplicate=bool(outcome.get("possible_duplicate", False)),
         )
@@ -320,8 +324,12 @@ class SmsService:
             to=mask_number(plan.to if plan else delivery.job.to),
             from_=plan.from_ if plan else None,
             segments=plan.segments if plan else None,
+            encoding=plan.encoding if plan else None,
             tool_message=tool_message(
-                status, error.code if error else None, error.message if error else None
+                status,
+                error.code if error else None,
+                error.message if error else None,
+                error.cause if error else None,
             ),
             possible_duplicate=delivery.possible_duplicate,
             **fields,
@@ -387,6 +395,7 @@ class SmsService:
                 provider=plan.connection.provider,
                 connection=plan.connection.label,
                 segments=plan.segments,
+                encoding=plan.encoding,
                 body_chars=len(plan.body),
                 body_sha256=hashlib.sha256(plan.body.encode()).hexdigest()[:16],
             )

@@ -387,7 +387,12 @@ AGENT_REFUSALS = [
     ),
     pytest.param(agent(recipient_policy="everyone"), "recipient_policy", id="unknown-policy"),
     pytest.param(agent(allowed_countries=["USA"]), "allowed_countries", id="bad-country"),
+    pytest.param(agent(allowed_countries=["US", "XK", "EU"]), "EU", id="country-not-a-region"),
+    pytest.param(agent(max_per_recipient={"count": 3}), "max_per_recipient.window_seconds", id="cap-window"),
     pytest.param(agent(max_per_call=-1), "max_per_call", id="negative-cap"),
+    pytest.param(
+        agent(max_per_recipient={"count": -1, "window_seconds": 60}), "count", id="negative-rcpt-cap"
+    ),
     pytest.param(
         agent(custom_api_headers={"Authorization": 5}), "custom_api_headers.Authorization", id="bad-header"
     ),

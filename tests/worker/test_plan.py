@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from producers.contract import MAX_MESSAGE_CHARS, CallContext, ErrorCode, Job
+from producers.contract import MAX_MESSAGE_CHARS, CallContext, ErrorCode, Job, Status, tool_message
 from producers.jobs import build_job
 from worker.config.models import SmsConfig
 from worker.errors import SendError
@@ -138,6 +138,20 @@ def test_allowed_countries_refuse_other_countries() -> None:
     err = refused(cfg, job(to="+442071838750"))
     assert err.code == ErrorCode.RECIPIENT_NOT_ALLOWED
     assert "country" in err.message
+    assert err.cause == "country"
+
+
+def test_a_country_refusal_and_a_not_the_caller_refusal_are_spoken_differently() -> None:
+    """The agent hears "that country" for a country outside allowed_countries and "the caller's own
+    number" for a recipient that is not the caller: the same code, two causes, two sentences."""
+    country = refused(config(recipient_policy="any", allowed_countries=["US"]), job(to="+442071838750"))
+    not_caller = refused(config(), job(to=OTHER))
+    assert country.code == not_caller.code == ErrorCode.RECIPIENT_NOT_ALLOWED
+    spoken = {tool_message(Status.FAILED, e.code, e.message, e.cause) for e in (country, not_caller)}
+    assert spoken == {
+        "SMS couldn't be sent: texts to that country aren't allowed for this agent.",
+        "SMS couldn't be sent: texts can only go to the caller's own number.",
+    }
 
 
 def test_allowed_countries_apply_to_the_caller_too() -> None:
@@ -213,14 +227,68 @@ def test_a_blank_message_is_refused() -> None:
     )
 
 
-def test_the_longest_body_is_sent_and_one_more_character_is_refused() -> None:
-    """A 1,600-character body is allowed; 1,601 characters fail with message_too_long."""
-    assert MAX_MESSAGE_CHARS == 1600
-    plan = make_plan(config(), job(template=None, variables=None, message="a" * 1600))
-    assert len(plan.body) == 1600
-    err = refused(config(), job(template=None, variables=None, message="a" * 1601))
+def provider_config(provider: str, **sms: Any) -> SmsConfig:
+    """One default connection of `provider` (placeholder credentials) for agent `agent_abc123`."""
+    credentials = {
+        "twilio": {"account_sid": "AC1", "auth_token": "t1"},
+        "plivo": {"auth_id": "MA1", "auth_token": "t1"},
+        "telnyx": {"api_key": "KEY1"},
+        "sandbox": {},
+    }[provider]
+    return SmsConfig.model_validate(
+        {
+            "connections": [
+                {
+                    "label": "Only",
+                    "provider": provider,
+                    "default": True,
+                    "from_number": "+14155550000",
+                    "credentials": credentials,
+                }
+            ],
+            "agents": {
+                "agent_abc123": {
+                    "voice_tools": {"sms_mid_call": {"enabled": True, "provider": provider, **sms}}
+                }
+            },
+        }
+    )
+
+
+# (provider, body that is just allowed, body one unit over, what the refusal names)
+LIMITS = [
+    pytest.param("twilio", "a" * 1530, "a" * 1531, ["11 parts", "at most 10 parts"], id="twilio-10-segments"),
+    pytest.param("twilio", "ж" * 670, "ж" * 671, ["11 parts", "UCS-2", "at most 10 parts"], id="twilio-ucs2"),
+    pytest.param("telnyx", "a" * 1530, "a" * 1531, ["11 parts", "at most 10 parts"], id="telnyx-10-parts"),
+    pytest.param("telnyx", "ж" * 670, "ж" * 671, ["11 parts", "UCS-2"], id="telnyx-ucs2"),
+    pytest.param(
+        "plivo", "a" * 1600, "a" * 1601, ["1,601 characters", "at most 1,600 GSM-7"], id="plivo-gsm"
+    ),
+    pytest.param("plivo", "ж" * 737, "ж" * 738, ["738 characters", "at most 737 UCS-2"], id="plivo-ucs2"),
+    pytest.param("sandbox", "a" * 1600, "a" * 1601, ["1,601 characters", "at most 1,600"], id="sandbox"),
+]
+
+
+@pytest.mark.parametrize(("provider", "longest", "too_long", "named"), LIMITS)
+def test_each_providers_real_limit_is_checked_before_sending(
+    provider: str, longest: str, too_long: str, named: list[str]
+) -> None:
+    """The longest body a provider takes is planned; one more unit is `message_too_long`, and the
+    message names the parts (or characters) and the provider's limit."""
+    cfg = provider_config(provider)
+    assert make_plan(cfg, job(template=None, variables=None, message=longest)).body == longest
+    err = refused(cfg, job(template=None, variables=None, message=too_long))
     assert err.code == ErrorCode.MESSAGE_TOO_LONG
-    assert "1601" in err.message
+    for words in named:
+        assert words in err.message, err.message
+
+
+def test_a_body_far_over_every_limit_is_refused_without_counting_it() -> None:
+    """A body over ten times the longest SMS is refused by its length alone."""
+    assert MAX_MESSAGE_CHARS == 1600
+    err = refused(config(), job(variables={"code": "9" * 16_001}))
+    assert err.code == ErrorCode.MESSAGE_TOO_LONG
+    assert "16,014 characters" in err.message
 
 
 def test_a_rendered_template_over_the_limit_is_message_too_long() -> None:
@@ -233,8 +301,21 @@ def test_a_rendered_template_over_the_limit_is_message_too_long() -> None:
     [("a" * 160, 1), ("a" * 161, 2), ("é" * 160, 1), ("ж" * 70, 1), ("ж" * 71, 2), ("😀" * 36, 2)],
 )
 def test_segments_are_computed_for_the_body(message: str, segments: int) -> None:
-    """The plan carries the number of segments the body costs."""
-    assert make_plan(config(), job(template=None, variables=None, message=message)).segments == segments
+    """The plan carries the number of segments the body costs, and its encoding."""
+    plan = make_plan(config(), job(template=None, variables=None, message=message))
+    assert plan.segments == segments
+    assert plan.encoding == ("gsm7" if message[0] in "aé" else "ucs2")
+
+
+def test_smart_encoding_keeps_a_typographic_body_in_gsm7() -> None:
+    """With `smart_encoding: true` curly quotes and an ellipsis become GSM-7 and the text costs one
+    segment instead of two; without it (the default) the body is sent as written, in UCS-2."""
+    message = "\u201cSee you at 2\u2009PM\u201d \u2014 it\u2019s booked\u2026 " + "a" * 80
+    as_written = make_plan(config(), job(template=None, variables=None, message=message))
+    assert (as_written.body, as_written.encoding, as_written.segments) == (message, "ucs2", 2)
+    smart = make_plan(config(smart_encoding=True), job(template=None, variables=None, message=message))
+    assert smart.body == '"See you at 2 PM" - it\'s booked... ' + "a" * 80
+    assert (smart.encoding, smart.segments) == ("gsm7", 1)
 
 
 # -- connection and sender ------------------------------------------------------------------------

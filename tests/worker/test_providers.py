@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis
 
-from producers.contract import ErrorCode
+from producers.contract import ErrorCode, Status, tool_message
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.providers import ProviderPool, plivo, telnyx, twilio
@@ -334,6 +334,21 @@ class TestCustom:
         with pytest.raises(SendError) as caught:
             check_endpoint(url, allow_private=False)
         assert caught.value.code == ErrorCode.SENDER_INVALID
+        assert caught.value.cause == "custom_endpoint"
+
+    def test_a_refused_endpoint_is_spoken_apart_from_a_sender_not_set_up(self) -> None:
+        """A refused custom endpoint and a sender that is not set up share `sender_invalid` but not
+        the sentence the agent says."""
+        with pytest.raises(SendError) as caught:
+            check_endpoint("https://10.0.0.8/send", allow_private=False)
+        endpoint = caught.value.info()
+        sender = SendError(ErrorCode.SENDER_INVALID, "twilio answered 400 (21606)").info()
+        assert tool_message(Status.FAILED, endpoint.code, endpoint.message, endpoint.cause) == (
+            "SMS couldn't be sent: the agent's SMS endpoint isn't allowed; it must be a public https address."
+        )
+        assert tool_message(Status.FAILED, sender.code, sender.message, sender.cause) == (
+            "SMS couldn't be sent: the sending number isn't set up for texting."
+        )
 
     def test_private_endpoints_can_be_allowed(self) -> None:
         """SMS_ALLOW_PRIVATE_ENDPOINTS lets tests and on-premise gateways use local HTTP endpoints."""

@@ -115,6 +115,8 @@ def test_an_accepted_send_publishes_sending_then_accepted_and_reaches_the_outbox
     assert accepted["provider"] == "sandbox"
     assert accepted["from_"] == SENDER
     assert accepted["segments"] == 1
+    assert accepted["encoding"] == "gsm7"
+    assert sending["encoding"] == "gsm7"
     assert accepted["attempt"] == 1
     assert accepted["tool_message"] == "SMS sent."
     assert "error" not in accepted

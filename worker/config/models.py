@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from worker import templates
@@ -52,6 +53,17 @@ def connection_id_of(label: str) -> str:
     return _NOT_ID.sub("-", label.lower()).strip("-")[:64].strip("-") or "connection"
 
 
+class SenderRate(BaseModel):
+    """How fast one sending number may send: a rate and a burst (GCRA, across all workers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: messages (segments) per second
+    messages_per_second: float = Field(gt=0, le=10_000)
+    #: how many may leave at once before the rate applies (default: one second's worth, at least 1)
+    burst: int | None = Field(default=None, ge=1, le=100_000)
+
+
 class Connection(BaseModel):
     """One provider account, referred to by its label."""
 
@@ -69,8 +81,28 @@ class Connection(BaseModel):
     #: custom provider: where to POST `{"to", "message"}`, and with which headers
     custom_api_url: str | None = None
     custom_api_headers: dict[str, SecretStr] = Field(default_factory=dict)
+    #: who a STOP opts out from: the number it was sent to (`number`), or every number of this
+    #: connection (`connection`)
+    opt_out_scope: Literal["number", "connection"] = "number"
+    #: the sending numbers' rate (default: the provider's figure for the kind of number, see
+    #: README "Sender rate limits"); `burst` how many may leave at once
+    messages_per_second: float | None = Field(default=None, gt=0, le=10_000)
+    burst: int | None = Field(default=None, ge=1, le=100_000)
+    #: per sending number (E.164): its own rate and burst
+    number_rates: dict[str, SenderRate] = Field(default_factory=dict)
 
     _check_from = field_validator("from_number")(_e164)
+
+    @field_validator("number_rates")
+    @classmethod
+    def _check_number_rates(cls, value: dict[str, SenderRate]) -> dict[str, SenderRate]:
+        checked: dict[str, SenderRate] = {}
+        for number, rate in value.items():
+            try:
+                checked[normalize(number)] = rate
+            except InvalidNumber as exc:
+                raise ValueError(f"{number!r}: not an E.164 phone number ({exc})") from None
+        return checked
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Connection:
@@ -98,6 +130,22 @@ class Connection(BaseModel):
         return self.id or connection_id_of(self.label)
 
 
+class RecipientCap(BaseModel):
+    """At most `count` texts to one recipient within `window_seconds`, across all of an agent's calls."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=0, le=100_000)
+    window_seconds: int = Field(ge=1, le=30 * 24 * 3600)
+
+
+#: The default per-recipient cap: 10 texts per hour to one number from one agent (a looping agent
+#: or an abuser calling again and again cannot flood a phone; a real conversation never gets near).
+DEFAULT_RECIPIENT_CAP = RecipientCap(count=10, window_seconds=3600)
+#: Regions phonenumbers knows (ISO 3166 alpha-2 codes it has metadata for).
+SUPPORTED_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
+
+
 class SmsMidCall(BaseModel):
     """An agent's `voice_tools.sms_mid_call`: the platform's fields plus our extensions."""
 
@@ -116,6 +164,10 @@ class SmsMidCall(BaseModel):
     recipient_policy: Literal["caller_only", "any"] = "caller_only"
     allowed_countries: list[str] | None = None
     max_per_call: int = Field(default=5, ge=0, le=1000)
+    #: texts to one recipient across all of this agent's calls; null: no cap
+    max_per_recipient: RecipientCap | None = DEFAULT_RECIPIENT_CAP
+    #: replace typographic characters (curly quotes, dashes, …) with GSM-7 ones before sending
+    smart_encoding: bool = False
     allow_free_text: bool = True
     validity_seconds: int | None = Field(default=None, ge=1, le=36000)
     #: let a job choose another connection label or sending number than the agent's
@@ -138,9 +190,9 @@ class SmsMidCall(BaseModel):
     def _check_countries(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        bad = [c for c in value if len(c) != 2 or not c.isalpha()]
+        bad = [c for c in value if c.upper() not in SUPPORTED_REGIONS]
         if bad:
-            raise ValueError(f"not ISO 3166 alpha-2 country codes: {', '.join(bad)}")
+            raise ValueError(f"not country codes of a region (ISO 3166 alpha-2): {', '.join(bad)}")
         return [c.upper() for c in value]
 
 

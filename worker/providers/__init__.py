@@ -23,7 +23,17 @@ from worker.providers.telnyx import TelnyxProvider
 from worker.providers.twilio import TwilioProvider
 from worker.settings import Settings
 
-__all__ = ["OutboundSms", "ProviderPool", "Receipt", "SmsProvider"]
+__all__ = ["PROVIDER_CLASSES", "OutboundSms", "ProviderPool", "Receipt", "SmsProvider"]
+
+#: Each provider name's class, for what a provider knows without being built (its message
+#: limits, default sender rates, error tables).
+PROVIDER_CLASSES: dict[str, type[SmsProvider]] = {
+    "twilio": TwilioProvider,
+    "plivo": PlivoProvider,
+    "telnyx": TelnyxProvider,
+    "custom": CustomProvider,
+    "sandbox": SandboxProvider,
+}
 
 
 def fingerprint(connection: Connection) -> str:

@@ -7,14 +7,57 @@ translated in its module's one error table, so nothing from an SDK or httpx cros
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import httpx
 
-from producers.contract import ErrorCode
+from producers.contract import MAX_MESSAGE_CHARS, ErrorCode
 from worker.errors import SendError
+from worker.segments import Encoding, Segments
+
+#: Kinds of sending number, for the default sender rates (`SmsProvider.sender_rates`).
+NumberType = Literal["long_code", "toll_free", "short_code", "international"]
+#: Default sender throughput (messages per second) by kind of number: Twilio's published US/CA
+#: figures (long code 1, toll-free 3, short code 100, numbers of other countries 10). Telnyx and
+#: Plivo use the same table until their accounts' figures are configured (`messages_per_second`).
+CARRIER_SENDER_RATES: Mapping[NumberType, float] = {
+    "long_code": 1.0,
+    "toll_free": 3.0,
+    "short_code": 100.0,
+    "international": 10.0,
+}
+_ENCODING_NAMES: dict[Encoding, str] = {"gsm7": "GSM-7", "ucs2": "UCS-2"}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLimits:
+    """What a provider accepts in one message: parts, and characters per encoding."""
+
+    #: the most parts (segments) of one message; None: no limit of its own
+    max_parts: int | None = None
+    #: the most characters (code points) per encoding
+    max_chars: Mapping[Encoding, int] = field(
+        default_factory=lambda: {"gsm7": MAX_MESSAGE_CHARS, "ucs2": MAX_MESSAGE_CHARS}
+    )
+    #: how the parts limit is described ("Twilio's advice")
+    parts_source: str = ""
+
+    def refusal(self, provider: str, segments: Segments) -> str | None:
+        """Why `segments` is too long for `provider` (names the parts and the limit), or None."""
+        shown = f"{segments.parts} part{'s' if segments.parts != 1 else ''}"
+        what = f"{shown}, {_ENCODING_NAMES[segments.encoding]}, {segments.chars:,} characters"
+        chars_limit = self.max_chars.get(segments.encoding)
+        if chars_limit is not None and segments.chars > chars_limit:
+            return (
+                f"the message is {what}; {provider} takes at most {chars_limit:,} "
+                f"{_ENCODING_NAMES[segments.encoding]} characters"
+            )
+        if self.max_parts is not None and segments.parts > self.max_parts:
+            source = f" ({self.parts_source})" if self.parts_source else ""
+            return f"the message is {what}; {provider} takes at most {self.max_parts} parts{source}"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +84,11 @@ class SmsProvider:
     """Sends one SMS through one vendor account. Subclasses implement `_send` only."""
 
     name: ClassVar[str]
+    #: what one message may hold (checked before sending: `message_too_long`)
+    limits: ClassVar[MessageLimits] = MessageLimits()
+    #: default messages per second of one sending number, by kind of number (None: no default
+    #: limit; a connection's `messages_per_second` sets one)
+    sender_rates: ClassVar[Mapping[NumberType, float] | None] = None
 
     def send(self, sms: OutboundSms) -> Receipt:
         try:

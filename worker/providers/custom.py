@@ -36,9 +36,13 @@ def check_endpoint(url: str, *, allow_private: bool) -> None:
     """Refuse a URL we must not call; raises `SendError(sender_invalid)` naming the reason."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise SendError(ErrorCode.SENDER_INVALID, "custom_api_url must be an absolute https:// URL")
+        raise SendError(
+            ErrorCode.SENDER_INVALID,
+            "custom_api_url must be an absolute https:// URL",
+            cause="custom_endpoint",
+        )
     if parts.scheme != "https" and not allow_private:
-        raise SendError(ErrorCode.SENDER_INVALID, "custom_api_url must use https")
+        raise SendError(ErrorCode.SENDER_INVALID, "custom_api_url must use https", cause="custom_endpoint")
     if allow_private:
         return
     try:
@@ -52,6 +56,7 @@ def check_endpoint(url: str, *, allow_private: bool) -> None:
                 ErrorCode.SENDER_INVALID,
                 "custom_api_url resolves to a loopback, private or link-local address "
                 "(set SMS_ALLOW_PRIVATE_ENDPOINTS=true to allow it)",
+                cause="custom_endpoint",
             )
 
 

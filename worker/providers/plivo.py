@@ -6,6 +6,7 @@ numeric `ErrorCode`s. Both are in `ERROR_TABLE` / `HTTP_TABLE` below. Plivo has 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -14,6 +15,9 @@ from producers.contract import ErrorCode
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.providers.base import (
+    CARRIER_SENDER_RATES,
+    MessageLimits,
+    NumberType,
     OutboundSms,
     Receipt,
     SmsProvider,
@@ -74,6 +78,8 @@ def _classify_400(error: str) -> ErrorCode:
 
 class PlivoProvider(SmsProvider):
     name: ClassVar[str] = "plivo"
+    limits: ClassVar[MessageLimits] = MessageLimits(max_chars={"gsm7": 1600, "ucs2": 737})
+    sender_rates: ClassVar[Mapping[NumberType, float] | None] = CARRIER_SENDER_RATES
 
     def __init__(self, connection: Connection, *, http: httpx.Client) -> None:
         auth_id = connection.secret("auth_id")

@@ -8,6 +8,7 @@ is passed and Telnyx itself drops a duplicate of a retried request.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -16,6 +17,9 @@ from producers.contract import ErrorCode
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.providers.base import (
+    CARRIER_SENDER_RATES,
+    MessageLimits,
+    NumberType,
     OutboundSms,
     Receipt,
     SmsProvider,
@@ -61,6 +65,8 @@ def telnyx_idempotency_key(key: str) -> str:
 
 class TelnyxProvider(SmsProvider):
     name: ClassVar[str] = "telnyx"
+    limits: ClassVar[MessageLimits] = MessageLimits(max_parts=10, parts_source="Telnyx's limit")
+    sender_rates: ClassVar[Mapping[NumberType, float] | None] = CARRIER_SENDER_RATES
 
     def __init__(self, connection: Connection, *, http: httpx.Client) -> None:
         base = (connection.api_base_url or DEFAULT_BASE_URL).rstrip("/")

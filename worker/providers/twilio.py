@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import requests
@@ -21,7 +22,16 @@ from twilio.rest import Client
 from producers.contract import ErrorCode
 from worker.config.models import Connection
 from worker.errors import SendError
-from worker.providers.base import OutboundSms, Receipt, SmsProvider, retry_after_seconds, status_error
+from worker.providers.base import (
+    CARRIER_SENDER_RATES,
+    MessageLimits,
+    NumberType,
+    OutboundSms,
+    Receipt,
+    SmsProvider,
+    retry_after_seconds,
+    status_error,
+)
 
 try:  # twilio >= 9.10: RFC 9457 problem details; not a subclass of TwilioRestException
     from twilio.base.exceptions import TwilioServiceException
@@ -83,6 +93,10 @@ class _PerThreadResponseClient(TwilioHttpClient):  # type: ignore[misc]
 
 class TwilioProvider(SmsProvider):
     name: ClassVar[str] = "twilio"
+    limits: ClassVar[MessageLimits] = MessageLimits(
+        max_parts=10, max_chars={"gsm7": 1600, "ucs2": 1600}, parts_source="Twilio's advice: 10 segments"
+    )
+    sender_rates: ClassVar[Mapping[NumberType, float] | None] = CARRIER_SENDER_RATES
 
     def __init__(self, connection: Connection, *, timeout: float, pool_size: int = 64) -> None:
         self._http = _PerThreadResponseClient(timeout=timeout, pool_size=pool_size)
