@@ -12,6 +12,7 @@ from typing import TypeVar
 import pytest
 
 from worker.testing import FakeCustomEndpoint, FakePlivo, FakeServer, FakeTelnyx, FakeTwilio
+from worker.testing.exchange import RecordedRequest, Response
 from worker.testing.telnyx import IDEMPOTENCY_TTL
 
 CUSTOM_HEADERS = {"X-Api-Key": "custom-secret", "X-Tenant": "acme"}
@@ -69,3 +70,28 @@ def custom_server() -> Iterator[FakeCustomEndpoint]:
 @pytest.fixture
 def fake_custom(custom_server: FakeCustomEndpoint) -> FakeCustomEndpoint:
     return _fresh(custom_server)
+
+
+class Receiver(FakeServer):
+    """A webhook receiver on 127.0.0.1: records what the fakes send and answers `status` (default 204)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = 204
+
+    def handle(self, request: RecordedRequest) -> Response:
+        return Response(self.status)
+
+    def on_reset(self) -> None:
+        self.status = 204
+
+
+@pytest.fixture(scope="session")
+def receiver_server() -> Iterator[Receiver]:
+    with Receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def receiver(receiver_server: Receiver) -> Receiver:
+    return _fresh(receiver_server)

@@ -10,6 +10,21 @@
 Each fake answers like the real provider (status, body shape, codes, magic numbers) and records every
 request; `script()` injects faults for the next send requests. Run one from a shell with
 `python -m worker.testing twilio --port 8081 --latency-ms 100`.
+
+The provider fakes also call back like the provider (`worker.testing.webhooks`): a send that carries a
+callback URL (Twilio `StatusCallback`) gets signed status callbacks from the fake's own loop, scripted
+per recipient, and the status GET endpoint (Twilio `GET .../Messages/{Sid}.json`) reports the same
+progress, with or without a URL:
+
+    twilio.receipts_for("+14155550100", Receipts.undelivered(30007))            # sent → undelivered
+    twilio.receipts_for("+14155550101", Receipts.delivered().out_of_order().twice())
+    twilio.receipts_for("+14155550102", Receipts.delivered().before_answer())   # before the REST answer
+    twilio.receipts_for("+14155550103", Receipts.never())                       # only polling finds it
+    twilio.receipts_for("+14155550104", Receipts.delivered().with_forged_signature())
+    ...send...
+    callbacks = twilio.wait_for_callbacks(2)             # [Callback(status="sent", response_status=204), …]
+    twilio.message(sid)["status"]                        # what a fetch answers now
+    twilio.send_inbound(url, from_="+14155550100", to="+15005550006", body="STOP")  # OptOutType=STOP
 """
 
 from worker.testing.actions import Action, Delay, Drop, Error, Hang, Reply
@@ -19,10 +34,12 @@ from worker.testing.plivo import FakePlivo
 from worker.testing.server import FakeServer
 from worker.testing.telnyx import FakeTelnyx
 from worker.testing.twilio import FakeTwilio
+from worker.testing.webhooks import Callback, Receipts, Webhook, WebhookFake
 
 __all__ = [
     "AcceptedMessage",
     "Action",
+    "Callback",
     "Delay",
     "Drop",
     "Error",
@@ -32,7 +49,10 @@ __all__ = [
     "FakeTelnyx",
     "FakeTwilio",
     "Hang",
+    "Receipts",
     "RecordedRequest",
     "Reply",
     "Response",
+    "Webhook",
+    "WebhookFake",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from typing import Final
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 """A +E.164 number: a plus, a country code not starting with 0, at most 15 digits in all."""
@@ -30,3 +32,19 @@ def sms_segments(text: str) -> int:
         units = len(text.encode("utf-16-le")) // 2  # characters outside the BMP take two units
         single, multi = 70, 67
     return 1 if units <= single else math.ceil(units / multi)
+
+
+OPT_OUT_KEYWORDS: Final[Mapping[str, frozenset[str]]] = {
+    "STOP": frozenset(
+        {"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
+    ),
+    "START": frozenset({"START", "YES", "UNSTOP"}),
+    "HELP": frozenset({"HELP", "INFO"}),
+}
+"""The default keywords of Twilio's Advanced Opt-Out, by the `OptOutType` an inbound message gets."""
+
+
+def opt_out_type(body: str) -> str | None:
+    """`STOP`, `START` or `HELP` when the whole message (trimmed, any case) is such a keyword."""
+    word = " ".join(body.split()).upper()
+    return next((kind for kind, words in OPT_OUT_KEYWORDS.items() if word in words), None)

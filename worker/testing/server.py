@@ -7,7 +7,9 @@ connection (`http.server`) cannot do that on two cores.
 
 One request goes: parse (h11, in `wire`) → `check` the provider contract → record → take the next
 scripted action if `is_send` → sleep (Delay, then `latency`) → answer (`handle` or the scripted reply),
-or hang or drop.
+or hang or drop. A fake may start background work on its own loop from `handle()` (`background`),
+and may hold its answer back until some of that work is done (`hold_answer`): the provider webhooks
+of `worker.testing.webhooks` run that way.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import dataclasses
 import threading
 import traceback
 from collections import deque
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Self, TypedDict
+from typing import Any, Self, TypedDict
 
 import h11
 
@@ -62,6 +65,8 @@ class FakeServer(abc.ABC):
         self._script: deque[Action] = deque()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._holds: list[asyncio.Event] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -130,7 +135,13 @@ class FakeServer(abc.ABC):
             self._script.extend(actions)
 
     def reset(self) -> None:
-        """Forget requests, violations, accepted messages, pending script and provider state."""
+        """Forget requests, violations, accepted messages, pending script and provider state.
+
+        Background work still running (a previous test's callbacks) is cancelled first.
+        """
+        loop = self._loop
+        if loop is not None and self._thread is not threading.current_thread():
+            asyncio.run_coroutine_threadsafe(self._cancel_background(), loop).result(30)
         with self._lock:
             self._requests.clear()
             self._violations.clear()
@@ -166,6 +177,37 @@ class FakeServer(abc.ABC):
     def on_reset(self) -> None:  # noqa: B027 - an optional hook, empty on purpose
         """Clear provider-specific state (called holding `self._lock`)."""
 
+    async def on_close(self) -> None:  # noqa: B027 - an optional hook, empty on purpose
+        """Release what the fake opened on its loop (called on the loop thread while stopping)."""
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` on the fake's own loop, without holding up any answer (from `handle()`)."""
+        loop = self._loop
+        if loop is None:
+            work.close()
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        task = loop.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def hold_answer(self, until: asyncio.Event) -> None:
+        """From `handle()`: write the answer being computed only once `until` is set (at most 30 s)."""
+        self._holds.append(until)
+
+    async def _cancel_background(self) -> None:
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def run_on_loop(self, work: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        """Run `work` on the fake's loop from another thread and return its result."""
+        loop = self._loop
+        if loop is None:
+            work.close()
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return asyncio.run_coroutine_threadsafe(work, loop).result(timeout)
+
     def accept(self, message: AcceptedMessage) -> None:
         """Record a message the provider accepted (for `handle()` implementations)."""
         with self._lock:
@@ -195,6 +237,8 @@ class FakeServer(abc.ABC):
 
     async def _close(self, server: asyncio.Server) -> None:
         server.close()
+        with contextlib.suppress(Exception):
+            await self.on_close()
         # Every other task on this private loop serves a connection (hung ones included).
         connections = asyncio.all_tasks() - {asyncio.current_task()}
         for task in connections:
@@ -239,6 +283,7 @@ class FakeServer(abc.ABC):
         if isinstance(action, Hang | Drop):
             if action.processed:
                 self._answer(request, None)
+                self._holds = []  # there is no answer to hold back
             if isinstance(action, Hang):  # until the client gives up (EOF) or stop() cancels us
                 while await reader.read(wire.READ_SIZE):
                     pass
@@ -247,7 +292,13 @@ class FakeServer(abc.ABC):
             return False
         if self.latency > 0:
             await asyncio.sleep(self.latency)
-        await wire.write_response(conn, writer, self._answer(request, action))
+        response = self._answer(request, action)
+        # No await between `_answer` and here, so the holds are exactly those `handle` just made.
+        holds, self._holds = self._holds, []
+        for hold in holds:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hold.wait(), 30)
+        await wire.write_response(conn, writer, response)
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
     def _record(self, request: RecordedRequest) -> RecordedRequest:

@@ -1,12 +1,23 @@
-"""`FakeTwilio`: Twilio's create-message endpoint (Programmable Messaging, API 2010-04-01).
+"""`FakeTwilio`: Twilio's Programmable Messaging API (2010-04-01): create, fetch, and its webhooks.
 
-    POST /2010-04-01/Accounts/{AccountSid}/Messages.json   (form-encoded, HTTP Basic AccountSid:AuthToken)
+    POST /2010-04-01/Accounts/{AccountSid}/Messages.json         (form-encoded; HTTP Basic)
+    GET  /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json   (the message's status, error_code)
+
+HTTP Basic is AccountSid:AuthToken.
 
 Answers like Twilio (reference/providers.md §1, §6): 201 with the Message resource, or the legacy
 error body `{code, message, more_info, status}` that twilio-python turns into `TwilioRestException`.
 Twilio's own test-credential magic numbers (`MAGIC_FROM`, `MAGIC_TO`) trigger their documented errors.
 Every request is also checked against Twilio's OpenAPI spec; a violation is recorded and, unless a
-more specific Twilio error applies, answered with 400 / `SPEC_VIOLATION_CODE`.
+more specific Twilio error applies, answered with 400 / `SPEC_VIOLATION_CODE`; the fetch answers are
+checked against the spec's `api.v2010.account.message` too.
+
+Status callbacks (reference/providers.md §1.6–1.7): to the `StatusCallback` of the create request, form
+POSTs `sent` then `delivered` or `undelivered` (+ `ErrorCode`), or only `failed`; none for the initial
+`queued`. Each is signed with `X-Twilio-Signature` = twilio's own
+`RequestValidator(auth_token).compute_signature(url, fields)` over the exact URL. `send_inbound()` posts an
+incoming SMS the way Twilio calls a number's messaging webhook, with `OptOutType` for STOP/START/HELP
+keywords (Advanced Opt-Out).
 """
 
 from __future__ import annotations
@@ -16,13 +27,17 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Final, Self, Unpack
+from typing import Any, Final, Self, Unpack
+from urllib.parse import urlencode
+
+from twilio.request_validator import RequestValidator
 
 from worker.testing.actions import Error
 from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
-from worker.testing.numbers import E164, sms_segments
-from worker.testing.server import FakeServer, ServerOptions
+from worker.testing.numbers import E164, opt_out_type, sms_segments
+from worker.testing.server import ServerOptions
 from worker.testing.spec import OpenApiContract, contract
+from worker.testing.webhooks import Callback, MessageStore, Receipts, Target, Webhook, WebhookFake
 
 API_HOST: Final = "https://api.twilio.com"
 SPEC_FILE: Final = "twilio/twilio_api_v2010.json"
@@ -58,7 +73,24 @@ _MESSAGES: Final[Mapping[int, str]] = {
     21614: "'To' number is not a valid mobile number",
     21617: "The concatenated message body exceeds the 1600 character limit.",
 }
+DEFAULT_CODES: Final[Mapping[str, int]] = {"undelivered": 30003, "failed": 30008}
+"""The `ErrorCode` of `Receipts.undelivered()` / `Receipts.failed()` when no code is given."""
+SERVICE_SENDER: Final = "+15005550006"
+"""The `From` a Messaging Service picks for a message created without one."""
+DELIVERY_ERRORS: Final[Mapping[int, str]] = {
+    30001: "Queue overflow",
+    30002: "Account suspended",
+    30003: "Unreachable destination handset",
+    30004: "Message blocked",
+    30005: "Unknown destination handset",
+    30006: "Landline or unreachable carrier",
+    30007: "Message filtered",
+    30008: "Unknown error",
+}
+"""`error_message` of a fetched message for the delivery error codes (Twilio's error dictionary)."""
+
 _SEND_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
+_FETCH_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages/(?P<message>[^/]+)\.json$")
 _FORM = "application/x-www-form-urlencoded"
 
 
@@ -75,7 +107,7 @@ def twilio_error(
     return Response.json(status, body, headers)
 
 
-class FakeTwilio(FakeServer):
+class FakeTwilio(WebhookFake):
     """Fake Twilio Messages API. `owned_numbers`, when given, makes any other `From` fail with 21606."""
 
     def __init__(
@@ -92,11 +124,22 @@ class FakeTwilio(FakeServer):
         self.auth_token = auth_token
         self.owned_numbers = frozenset(owned_numbers) if owned_numbers is not None else None
         self.contract: OpenApiContract | None = contract(SPEC_FILE, API_HOST) if validate else None
+        self._messages = MessageStore()
 
     @property
     def messages_path(self) -> str:
         """The create-message path for this account."""
         return f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+
+    def message_path(self, sid: str) -> str:
+        """The fetch path of message `sid`."""
+        return f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json"
+
+    def message(self, sid: str) -> dict[str, Any] | None:
+        """A copy of the Message resource as a fetch would answer it now (None if unknown)."""
+        with self._lock:
+            resource = self._messages.get(sid)
+            return dict(resource) if resource is not None else None
 
     def start(self) -> Self:
         if self.contract is not None:
@@ -113,7 +156,13 @@ class FakeTwilio(FakeServer):
         code = int(error.code) if error.code is not None else error.status
         return twilio_error(code, error.status, error.message, error.headers)
 
+    def on_reset(self) -> None:
+        super().on_reset()
+        self._messages.clear()
+
     def handle(self, request: RecordedRequest) -> Response:
+        if (fetch := _FETCH_PATH.match(request.path)) is not None and request.method == "GET":
+            return self._fetch(request, fetch["sid"], fetch["message"])
         match = _SEND_PATH.match(request.path)
         if match is None:
             return twilio_error(20404, 404, f"The requested resource {request.path} was not found")
@@ -203,8 +252,114 @@ class FakeTwilio(FakeServer):
             "uri": f"{uri}.json",
         }
         self.accept(AcceptedMessage(sid, fields["To"], fields.get("From"), body, request.received_at))
+        self._messages.add(sid, dict(resource))
+        callback = fields.get("StatusCallback")
+        self.schedule_receipts(sid, fields["To"], Target(callback) if callback else None)
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "Twilio-Request-Id": "RQ" + uuid.uuid4().hex,
         }
         return Response.json(201, resource, headers)
+
+    # -- fetch -----------------------------------------------------------------------------------------
+    def _fetch(self, request: RecordedRequest, account_sid: str, sid: str) -> Response:
+        if request.basic_auth() != (self.account_sid, self.auth_token):
+            return twilio_error(20003, 401, headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
+        resource = self._messages.get(sid) if account_sid == self.account_sid else None
+        if resource is None:
+            return twilio_error(20404, 404, f"The requested resource {request.path} was not found")
+        response = Response.json(200, resource, {"Content-Type": "application/json; charset=utf-8"})
+        if self.contract is not None:
+            self._violations.extend(
+                f"fetch answer: {v}" for v in self.contract.response_violations(request, response)
+            )
+        return response
+
+    # -- status callbacks --------------------------------------------------------------------------------
+    def receipt_steps(self, receipts: Receipts) -> list[tuple[str, int | None]]:
+        code = receipts.code if receipts.code is not None else DEFAULT_CODES.get(receipts.outcome)
+        steps: dict[str, list[tuple[str, int | None]]] = {
+            "delivered": [("sent", None), ("delivered", None)],
+            "undelivered": [("sent", None), ("undelivered", code)],
+            "failed": [("failed", code)],
+            "unconfirmed": [("sent", None)],
+        }
+        return steps[receipts.outcome]
+
+    def set_status(self, message_id: str, status: str, code: int | None) -> None:
+        resource = self._messages.get(message_id)
+        if resource is None:
+            return
+        now = format_datetime(datetime.now(UTC))
+        resource.update(status=status, date_updated=now, error_code=code)
+        resource["error_message"] = DELIVERY_ERRORS.get(code, f"Error {code}") if code is not None else None
+        if status != "failed":
+            resource["from"] = resource["from"] or SERVICE_SENDER
+            resource["num_segments"] = str(sms_segments(resource["body"] or ""))
+            resource["date_sent"] = resource["date_sent"] or now
+            resource["price"] = "-0.00790"
+
+    def status_webhook(
+        self, message_id: str, status: str, code: int | None, target: Target, receipts: Receipts
+    ) -> Webhook:
+        resource = self._messages.get(message_id) or {}
+        fields = {
+            "MessageSid": message_id,
+            "SmsSid": message_id,
+            "MessageStatus": status,
+            "SmsStatus": status,
+            "AccountSid": self.account_sid,
+            "From": resource.get("from") or SERVICE_SENDER,
+            "To": resource.get("to", ""),
+            "ApiVersion": "2010-04-01",
+        }
+        if resource.get("messaging_service_sid"):
+            fields["MessagingServiceSid"] = resource["messaging_service_sid"]
+        if status in ("failed", "undelivered"):
+            fields["ErrorCode"] = str(code)
+        if status in ("delivered", "undelivered"):
+            fields["RawDlrDoneDate"] = datetime.now(UTC).strftime("%y%m%d%H%M")
+        return self._signed(target.url, fields, forged=receipts.forged)
+
+    # -- inbound -------------------------------------------------------------------------------------------
+    def send_inbound(self, url: str, *, from_: str, to: str, body: str, forged: bool = False) -> Callback:
+        """POST an incoming SMS to `url` as Twilio calls a number's messaging webhook; wait for the answer.
+
+        Carries `OptOutType` (STOP / START / HELP) when `body` is such a keyword, as Advanced Opt-Out does.
+        """
+        sid = "SM" + uuid.uuid4().hex
+        fields = {
+            "ToCountry": "US",
+            "ToState": "CA",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "ToCity": "SAN FRANCISCO",
+            "FromZip": "94105",
+            "SmsSid": sid,
+            "FromState": "CA",
+            "SmsStatus": "received",
+            "FromCity": "SAN FRANCISCO",
+            "Body": body,
+            "FromCountry": "US",
+            "To": to,
+            "ToZip": "94105",
+            "NumSegments": str(sms_segments(body)),
+            "MessageSid": sid,
+            "AccountSid": self.account_sid,
+            "From": from_,
+            "ApiVersion": "2010-04-01",
+        }
+        if (keyword := opt_out_type(body)) is not None:
+            fields["OptOutType"] = keyword
+        return self.deliver("inbound", sid, "received", self._signed(url, fields, forged=forged))
+
+    def _signed(self, url: str, fields: Mapping[str, str], *, forged: bool) -> Webhook:
+        token = self.auth_token + ("-forged" if forged else "")
+        signature = RequestValidator(token).compute_signature(url, dict(fields))
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": "TwilioProxy/1.1",
+            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+            "X-Twilio-Signature": signature,
+        }
+        return Webhook(url, "POST", headers, urlencode(fields).encode())
