@@ -3,8 +3,11 @@
 A job is a Celery task message (protocol 2, JSON) for the task `sms.send` on the Redis list `sms`,
 with one keyword argument `job` holding a `Job`. Every outcome is an `Event` appended to the
 call's result channel, the Redis Stream `sms:events:<call_id>`, which expires `EVENTS_TTL_SECONDS`
-after its last event. Exactly one event per job is `terminal` (`accepted` or `failed`); delivery
-receipts (`delivered`, `undelivered`) may follow it.
+after its last event. Exactly one event per job is `terminal` (`accepted` or `failed`). After an
+`accepted`, delivery events follow on the same stream (`sent`, `unconfirmed`, `delivered`,
+`undelivered`, never `terminal`): ranked by `DELIVERY_RANK`, each one higher than the job's
+previous delivery status, so a final one (`delivered`, `undelivered`) sticks and a duplicate or
+late, lower receipt publishes nothing.
 
 The worker imports this module; this module imports nothing from the worker.
 """
@@ -59,6 +62,37 @@ def call_counter_key(call_id: str) -> str:
     return f"sms:count:{call_id}"
 
 
+# -- delivery receipts ------------------------------------------------------------------------------
+# Written by the worker only; listed here beside the other keys so every key name is in one place.
+
+
+def message_key(provider: str, message_id: str) -> str:
+    """The Redis hash that maps a provider's message id to its job and call, written in the same
+    transaction as the `accepted` outcome: `job_id`, `call_id`, `connection`, `connection_id`, `to`
+    (masked), `attempt`, `segments`, `from_`, and the job's current delivery `status` and `rank`."""
+    return f"sms:msg:{provider}:{message_id}"
+
+
+def parked_key(provider: str, message_id: str) -> str:
+    """The Redis list of receipts that arrived before their message's mapping (applied when it appears)."""
+    return f"sms:parked:{provider}:{message_id}"
+
+
+def receipts_log_key(provider: str, message_id: str) -> str:
+    """The Redis Stream of every raw receipt of one message (numbers masked), for the audit trail."""
+    return f"sms:receipts:{provider}:{message_id}"
+
+
+def call_jobs_key(call_id: str) -> str:
+    """The Redis hash of a call's job summaries (template name, masked recipient, body length and
+    hash), one field per job, written with the job's outcome, for the audit trail."""
+    return f"sms:calljobs:{call_id}"
+
+
+#: Seconds a receipt waits for its message's mapping before it is given up (VA Notify waits 300 s).
+PARKED_TTL_SECONDS = 600
+
+
 #: The Redis Stream the sandbox provider records accepted messages into.
 SANDBOX_OUTBOX_KEY = "sms:sandbox:outbox"
 
@@ -88,11 +122,25 @@ class Status(StrEnum):
     RETRYING = "retrying"  #: a retryable error; `next_attempt_at` says when
     ACCEPTED = "accepted"  #: the provider took the message (not yet delivered)
     FAILED = "failed"  #: nothing was sent, or the provider refused it
+    SENT = "sent"  #: a receipt says the provider handed it to the carrier
+    UNCONFIRMED = "unconfirmed"  #: the carrier never confirmed: probably delivered; never resend
     DELIVERED = "delivered"  #: the provider's receipt says the handset got it
     UNDELIVERED = "undelivered"  #: the provider's receipt says it was not delivered
 
 
 TERMINAL_STATUSES = frozenset({Status.ACCEPTED, Status.FAILED})
+#: Statuses that receipts publish after a job's `accepted`.
+DELIVERY_STATUSES = frozenset({Status.SENT, Status.UNCONFIRMED, Status.DELIVERED, Status.UNDELIVERED})
+#: A delivery status replaces the job's current one only when its rank is higher (`accepted` is 0).
+DELIVERY_RANK: dict[Status, int] = {
+    Status.ACCEPTED: 0,
+    Status.SENT: 1,
+    Status.UNCONFIRMED: 2,
+    Status.DELIVERED: 3,
+    Status.UNDELIVERED: 3,
+}
+#: Delivery statuses nothing replaces.
+FINAL_DELIVERY_STATUSES = frozenset({Status.DELIVERED, Status.UNDELIVERED})
 
 
 class ErrorCode(StrEnum):
@@ -157,6 +205,10 @@ _DETAILED_CODES = frozenset({ErrorCode.TEMPLATE_ERROR, ErrorCode.MESSAGE_TOO_LON
 SENT_MESSAGE = "SMS sent."
 NOT_SENT_PREFIX = "SMS couldn't be sent"
 PENDING_MESSAGE = "SMS not confirmed yet: it is queued and will be sent shortly."
+DELIVERED_MESSAGE = "SMS delivered."
+HANDED_TO_CARRIER_MESSAGE = "SMS handed to the carrier; delivery not confirmed yet."
+UNCONFIRMED_MESSAGE = "SMS probably delivered: the carrier didn't confirm delivery. Don't send it again."
+NOT_DELIVERED_PREFIX = "SMS wasn't delivered"
 
 
 def reason(code: ErrorCode, cause: str | None = None) -> str:
@@ -179,17 +231,27 @@ def tool_message(
     "SMS sent." only when a provider accepted the message; "SMS couldn't be sent: <reason>."
     when it failed; never "sent" for anything else. For template and length errors the `detail`
     (which variable is missing, how long the text is) is added so the model can fix its call.
+
+    Delivery states: "SMS delivered."; "SMS wasn't delivered: <reason>." where the reason is the
+    receipt's speakable `detail` (the error's `message`, from the provider's receipt table: "the
+    carrier filtered it as spam; offer to read it out"), else the code's; `sent` and `unconfirmed`
+    say that delivery is not confirmed, and `unconfirmed` that it must not be sent again.
     """
     if status == Status.ACCEPTED:
         return SENT_MESSAGE
     if status == Status.DELIVERED:
-        return "SMS delivered."
+        return DELIVERED_MESSAGE
     if status == Status.FAILED:
         code = code or ErrorCode.PROVIDER_ERROR
         extra = f" ({detail})" if detail and code in _DETAILED_CODES else ""
         return f"{NOT_SENT_PREFIX}: {reason(code, cause)}{extra}."
     if status == Status.UNDELIVERED:
-        return f"SMS wasn't delivered: {reason(code or ErrorCode.UNDELIVERED)}."
+        spoken = (detail or "").strip().rstrip(".") or reason(code or ErrorCode.UNDELIVERED)
+        return f"{NOT_DELIVERED_PREFIX}: {spoken}."
+    if status == Status.SENT:
+        return HANDED_TO_CARRIER_MESSAGE
+    if status == Status.UNCONFIRMED:
+        return UNCONFIRMED_MESSAGE
     if status == Status.SENDING:
         return "SMS is being sent."
     if status == Status.RETRYING:

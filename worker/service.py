@@ -8,6 +8,7 @@ the next attempt; the task turns it into a Celery retry.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 import time
@@ -26,11 +27,14 @@ from producers.contract import (
     Event,
     Job,
     Status,
+    call_jobs_key,
     mask_number,
+    message_key,
+    parked_key,
     tool_message,
     utcnow,
 )
-from worker import events, metrics
+from worker import events, metrics, receipts
 from worker.config.source import ConfigSource
 from worker.errors import SendError
 from worker.idempotency import Claim, IdempotencyStore
@@ -299,16 +303,81 @@ class SmsService:
         self._finish(delivery, event, release=True)
 
     def _finish(self, delivery: Delivery, event: Event, *, release: bool = False) -> None:
-        """Store the outcome under the key and publish the terminal event, atomically."""
+        """Store the outcome under the key and publish the terminal event, atomically.
+
+        The same transaction records the job for the audit trail and, for an `accepted` with a
+        provider message id, the mapping receipts need (`sms:msg:<provider>:<id>`) and a read of
+        the receipts parked for that id (a provider may call back before this runs).
+        """
         job = delivery.job
         outcome = event.model_dump(mode="json", include=_OUTCOME_FIELDS)
+        mapped = bool(event.status == Status.ACCEPTED and event.provider and event.provider_message_id)
         with self._redis.pipeline(transaction=True) as pipe:
             self._idem.finish(pipe, job.idempotency_key, outcome)
             if release:
                 self._idem.release_count(pipe, job.call.call_id)
             events.publish(pipe, event)
-            pipe.execute()
+            self._record_job(pipe, delivery, event)
+            if mapped:
+                self._record_message(pipe, delivery, event)
+            replies = pipe.execute()
         self._log(delivery, event)
+        if mapped and replies[-1]:
+            # Receipts that came before the mapping: apply them now, in order.
+            assert event.provider and event.provider_message_id
+            receipts.apply_parked(self._redis, event.provider, event.provider_message_id, replies[-1])
+
+    def _record_job(self, pipe: Any, delivery: Delivery, event: Event) -> None:
+        """The job's audit summary: template name, masked recipient, body as length + hash (the
+        text and the full number only with `SMS_AUDIT_BODIES=true`)."""
+        job, plan = delivery.job, delivery.plan
+        summary: dict[str, Any] = {
+            "job_id": job.job_id,
+            "agent_id": job.agent_id,
+            "template": job.template,
+            "free_text": job.message is not None,
+            "to": event.to,
+            "created_at": job.created_at.isoformat(),
+        }
+        if plan is not None:
+            summary.update(
+                connection=plan.connection.label,
+                body_chars=len(plan.body),
+                body_sha256=hashlib.sha256(plan.body.encode()).hexdigest()[:16],
+            )
+            if self._settings.audit_bodies:
+                summary.update(body=plan.body, to_number=plan.to)
+        key = call_jobs_key(job.call.call_id)
+        pipe.hset(key, job.job_id, json.dumps(summary, separators=(",", ":")))
+        pipe.expire(key, self._settings.idempotency_ttl)
+
+    def _record_message(self, pipe: Any, delivery: Delivery, event: Event) -> None:
+        """Which job and call the provider's message id belongs to (queued on the outcome's MULTI;
+        the last command reads the receipts parked for it)."""
+        assert delivery.plan is not None and event.provider and event.provider_message_id
+        connection = delivery.plan.connection
+        key = message_key(event.provider, event.provider_message_id)
+        pipe.hset(
+            key,
+            mapping={
+                "job_id": delivery.job.job_id,
+                "call_id": delivery.job.call.call_id,
+                "provider": event.provider,
+                "message_id": event.provider_message_id,
+                "connection": connection.label,
+                "connection_id": connection.connection_id,
+                "to": event.to or "",
+                "from_": event.from_ or "",
+                "attempt": event.attempt,
+                "segments": event.segments or 0,
+                "accepted_at": event.at.isoformat(),
+                "expires_at": delivery.job.expires_at.isoformat(),
+                "status": Status.ACCEPTED.value,
+                "rank": 0,
+            },
+        )
+        pipe.expire(key, self._settings.idempotency_ttl)
+        pipe.lrange(parked_key(event.provider, event.provider_message_id), 0, -1)
 
     def _event(self, delivery: Delivery, status: Status, *, terminal: bool, **fields: Any) -> Event:
         plan = delivery.plan

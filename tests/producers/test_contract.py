@@ -12,6 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from producers.contract import (
+    DELIVERY_RANK,
+    FINAL_DELIVERY_STATUSES,
     NOT_SENT_PREFIX,
     SCHEMA_DIR,
     SENT_MESSAGE,
@@ -122,7 +124,22 @@ def test_committed_event_schema_accepts_a_real_event() -> None:
     )
     jsonschema.validate(json.loads(event.dumps()), schema)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**json.loads(event.dumps()), "status": "sent"}, schema)
+        jsonschema.validate({**json.loads(event.dumps()), "status": "read"}, schema)
+
+
+@pytest.mark.parametrize("status", ["sent", "unconfirmed", "delivered", "undelivered"])
+def test_committed_event_schema_accepts_delivery_events(status: str) -> None:
+    """The delivery statuses receipts publish are in the committed event schema."""
+    schema = json.loads((SCHEMA_DIR / "event.schema.json").read_text())
+    event = Event(
+        job_id="job-1",
+        call_id="CA42",
+        status=Status(status),
+        terminal=False,
+        at=NOW,
+        tool_message=tool_message(Status(status)),
+    )
+    jsonschema.validate(json.loads(event.dumps()), schema)
 
 
 # -- Job ------------------------------------------------------------------------------------------
@@ -209,6 +226,36 @@ def test_no_status_but_accepted_claims_the_sms_was_sent(status: Any) -> None:
     text = tool_message(status, ErrorCode.PROVIDER_UNAVAILABLE)
     assert text != SENT_MESSAGE
     assert not text.startswith("SMS sent")
+
+
+def test_delivery_ranks_put_final_statuses_above_the_others() -> None:
+    """sent < unconfirmed < delivered = undelivered, all above accepted; the finals are the top rank."""
+    assert DELIVERY_RANK[Status.ACCEPTED] < DELIVERY_RANK[Status.SENT] < DELIVERY_RANK[Status.UNCONFIRMED]
+    assert DELIVERY_RANK[Status.UNCONFIRMED] < DELIVERY_RANK[Status.DELIVERED]
+    assert DELIVERY_RANK[Status.DELIVERED] == DELIVERY_RANK[Status.UNDELIVERED] == max(DELIVERY_RANK.values())
+    top = max(DELIVERY_RANK.values())
+    assert {s for s, r in DELIVERY_RANK.items() if r == top} == FINAL_DELIVERY_STATUSES
+
+
+def test_delivery_tool_messages_are_short_and_true() -> None:
+    """Each delivery state has its own sentence; only `delivered` says delivered, and
+    `unconfirmed` says not to send again."""
+    assert tool_message(Status.DELIVERED) == "SMS delivered."
+    assert "not confirmed" in tool_message(Status.SENT)
+    assert "delivered" not in tool_message(Status.SENT).replace("not confirmed", "")
+    assert "probably delivered" in tool_message(Status.UNCONFIRMED)
+    assert "Don't send it again" in tool_message(Status.UNCONFIRMED)
+
+
+def test_undelivered_speaks_the_receipts_reason() -> None:
+    """`undelivered` reads "SMS wasn't delivered: <the receipt's reason>.", or the code's reason
+    when the receipt gave none."""
+    spoken = "the carrier filtered it as spam; offer to read it out or share it another way"
+    text = tool_message(Status.UNDELIVERED, ErrorCode.UNDELIVERED, spoken)
+    assert text == f"SMS wasn't delivered: {spoken}."
+    assert tool_message(Status.UNDELIVERED, ErrorCode.NOT_MOBILE) == (
+        f"SMS wasn't delivered: {reason(ErrorCode.NOT_MOBILE)}."
+    )
 
 
 # -- masking --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import redis
@@ -21,12 +22,13 @@ from worker.providers.plivo import PlivoProvider
 from worker.providers.sandbox import SandboxProvider
 from worker.providers.telnyx import TelnyxProvider
 from worker.providers.twilio import TwilioProvider
+from worker.receipts import ReceiptUpdate
 from worker.settings import Settings
 
-__all__ = ["PROVIDER_CLASSES", "OutboundSms", "ProviderPool", "Receipt", "SmsProvider"]
+__all__ = ["PROVIDER_CLASSES", "OutboundSms", "ProviderPool", "Receipt", "SmsProvider", "receipt_parser"]
 
 #: Each provider name's class, for what a provider knows without being built (its message
-#: limits, default sender rates, error tables).
+#: limits, default sender rates, error tables, receipt parsing).
 PROVIDER_CLASSES: dict[str, type[SmsProvider]] = {
     "twilio": TwilioProvider,
     "plivo": PlivoProvider,
@@ -34,6 +36,16 @@ PROVIDER_CLASSES: dict[str, type[SmsProvider]] = {
     "custom": CustomProvider,
     "sandbox": SandboxProvider,
 }
+#: Providers whose messages have delivery receipts (callbacks and/or status polls).
+RECEIPT_PROVIDERS = frozenset({"twilio", "plivo", "telnyx", "sandbox"})
+
+
+def receipt_parser(provider: str) -> Callable[..., ReceiptUpdate]:
+    """`<Provider>.receipt` for a provider name: raw callback fields -> `ReceiptUpdate`
+    (`KeyError` for a provider without receipts)."""
+    if provider not in RECEIPT_PROVIDERS:
+        raise KeyError(provider)
+    return PROVIDER_CLASSES[provider].receipt
 
 
 def fingerprint(connection: Connection) -> str:

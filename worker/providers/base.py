@@ -13,8 +13,9 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
-from producers.contract import MAX_MESSAGE_CHARS, ErrorCode
+from producers.contract import MAX_MESSAGE_CHARS, ErrorCode, ErrorInfo, reason
 from worker.errors import SendError
+from worker.receipts import ReceiptUpdate
 from worker.segments import Encoding, Segments
 
 #: Kinds of sending number, for the default sender rates (`SmsProvider.sender_rates`).
@@ -110,6 +111,36 @@ class SmsProvider:
 
     def close(self) -> None:
         """Release connections (called when the worker process stops)."""
+
+    @classmethod
+    def receipt(cls, fields: Mapping[str, Any], *, source: str = "callback") -> ReceiptUpdate:
+        """A status callback's fields (form fields, or the parsed JSON body) as a `ReceiptUpdate`;
+        `ValueError` when they are not a receipt. Providers without receipts do not override it."""
+        raise NotImplementedError(f"{cls.__name__} has no delivery receipts")
+
+    def fetch_status(self, message_id: str) -> ReceiptUpdate:
+        """Ask the provider's API where the message stands (the status poll); `SendError` when the
+        provider cannot answer now."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be polled for status")
+
+
+def receipt_error(
+    provider_code: str | int | None,
+    entry: tuple[ErrorCode, str] | None,
+    *,
+    fallback: ErrorCode | None = None,
+    default: ErrorCode = ErrorCode.UNDELIVERED,
+) -> ErrorInfo:
+    """The `error` of an `undelivered` receipt: the receipt table's entry (taxonomy code and the
+    reason the agent can speak) when it has the code; else the send table's code (`fallback`)
+    with that code's reason; else `default` (`undelivered`: "the carrier didn't deliver it")."""
+    code_text = str(provider_code) if provider_code not in (None, "") else None
+    if entry is not None:
+        code, spoken = entry
+    else:
+        code = fallback or default
+        spoken = reason(code)
+    return ErrorInfo(code=code, provider_code=code_text, message=spoken, retryable=False)
 
 
 def translate_transport_error(exc: BaseException) -> SendError | None:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from producers.contract import ErrorCode
+from producers.contract import ErrorCode, reason
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.providers.base import (
@@ -22,10 +22,12 @@ from worker.providers.base import (
     Receipt,
     SmsProvider,
     map_transport_errors,
+    receipt_error,
     response_json,
     retry_after_seconds,
     status_error,
 )
+from worker.receipts import DeliveryStatus, ReceiptUpdate
 
 DEFAULT_BASE_URL = "https://api.plivo.com"
 
@@ -50,6 +52,72 @@ ERROR_TABLE: dict[int, ErrorCode] = {
     910: ErrorCode.AUTH_FAILED,  # account disabled
     1000: ErrorCode.UNDELIVERED,  # unknown error
 }
+
+_OFFER = "offer to read it out or share it another way"
+#: Delivery `ErrorCode`s with what the agent can say (status callbacks and fetched messages).
+RECEIPT_ERRORS: dict[int, tuple[ErrorCode, str]] = {
+    10: (ErrorCode.UNDELIVERED, f"the carrier rejected the message as invalid; {_OFFER}"),
+    20: (ErrorCode.UNDELIVERED, "a network error stopped it; offer to send it again in a moment"),
+    30: (ErrorCode.UNDELIVERED, f"the carrier filtered it as spam; {_OFFER}"),
+    40: (ErrorCode.SENDER_INVALID, f"the carrier refused the sending number; {_OFFER}"),
+    50: (ErrorCode.INVALID_NUMBER, "that number isn't valid; confirm the number with the caller"),
+    60: (ErrorCode.UNDELIVERED, f"the carrier stopped it as a message loop; {_OFFER}"),
+    70: (ErrorCode.NOT_MOBILE, "that number can't receive texts; ask for a mobile number"),
+    80: (
+        ErrorCode.UNDELIVERED,
+        "the phone was unreachable; ask the caller to check their phone, and offer to send it again later",
+    ),
+    90: (ErrorCode.UNDELIVERED, "the carrier has no route to that number; ask for another number"),
+    100: (ErrorCode.UNDELIVERED, f"the carrier blocked it; {_OFFER}"),
+    110: (ErrorCode.MESSAGE_TOO_LONG, "it was too long for the carrier; offer a shorter text or read it out"),
+    200: (ErrorCode.RECIPIENT_OPTED_OUT, reason(ErrorCode.RECIPIENT_OPTED_OUT)),
+    201: (ErrorCode.RECIPIENT_NOT_ALLOWED, f"this sending number can't text Canadian numbers; {_OFFER}"),
+    300: (ErrorCode.UNDELIVERED, "the provider couldn't dispatch it; offer to send it again"),
+    420: (ErrorCode.EXPIRED, "it expired before it could be delivered; offer to send it again"),
+    900: (ErrorCode.PROVIDER_ERROR, f"the texting account is out of credit; {_OFFER}"),
+    910: (ErrorCode.AUTH_FAILED, f"the texting account is disabled; {_OFFER}"),
+    1000: (
+        ErrorCode.UNDELIVERED,
+        "the carrier reported an unknown error; offer to send it again or read it out",
+    ),
+}
+
+#: Plivo's message states in ours (`queued`/`sending` publish nothing).
+STATUS_TABLE: dict[str, DeliveryStatus] = {
+    "queued": "queued",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "undelivered",
+    "rejected": "undelivered",
+}
+
+
+def _int_code(value: Any) -> int | None:
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.isdigit() and int(text) != 0 else None  # "000"/null: success
+
+
+def _parse(
+    message_id: Any, raw_status: Any, error_code: Any, raw: Mapping[str, Any], source: str
+) -> ReceiptUpdate:
+    if not message_id or not raw_status:
+        raise ValueError("not a Plivo message status: MessageUUID and Status are required")
+    status = STATUS_TABLE.get(str(raw_status).lower(), "queued")
+    error = None
+    if status == "undelivered":
+        code = _int_code(error_code)
+        error = receipt_error(code, RECEIPT_ERRORS.get(code) if code is not None else None)
+    return ReceiptUpdate(
+        provider="plivo",
+        message_id=str(message_id),
+        status=status,
+        error=error,
+        raw=dict(raw),
+        source="poll" if source == "poll" else "callback",
+    )
+
 
 #: The send API's HTTP statuses in the taxonomy (the `error` text refines 400, see `_classify_400`).
 HTTP_TABLE: dict[int, ErrorCode] = {
@@ -112,4 +180,25 @@ class PlivoProvider(SmsProvider):
             code=code,
             detail=detail[:200],
             retry_after=retry_after_seconds(response.headers.get("retry-after")),
+        )
+
+    @classmethod
+    def receipt(cls, fields: Mapping[str, Any], *, source: str = "callback") -> ReceiptUpdate:
+        """A status callback's form fields (`MessageUUID`, `Status`, `ErrorCode`, …)."""
+        raw = {k: fields[k] for k in fields}
+        return _parse(fields.get("MessageUUID"), fields.get("Status"), fields.get("ErrorCode"), raw, source)
+
+    def fetch_status(self, message_id: str) -> ReceiptUpdate:
+        """`GET /v1/Account/{auth_id}/Message/{message_uuid}/`: `message_state`, `error_code`."""
+        with map_transport_errors():
+            response = self._http.get(f"{self._url}{message_id}/", auth=self._auth)
+        data = response_json(response)
+        if response.status_code != 200 or not isinstance(data, dict):
+            raise self._error(response, data)
+        return _parse(
+            data.get("message_uuid") or message_id,
+            data.get("message_state"),
+            data.get("error_code"),
+            data,
+            "poll",
         )

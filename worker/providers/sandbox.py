@@ -16,20 +16,28 @@ Twilio's own test numbers):
 | +15005550009    | provider_unavailable on every attempt (retries, then failed)   |
 | +15005550010    | provider_unavailable on the first attempt, then accepted       |
 | +15005550011    | accepted after 3 s (longer than a short `send()` timeout)      |
-| anything else   | accepted                                                       |
+| +15005550012    | accepted, then delivered (its status poll says so)             |
+| +15005550013    | accepted, then undelivered: carrier filtering (as Twilio 30007)|
+| anything else   | accepted (its status poll says `sent`: handed over, not final) |
+
+Receipts come through the same machinery as the real providers' (the status poll calls
+`fetch_status`, which reads what `send` recorded for the message id).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import redis
 
 from producers.contract import SANDBOX_OUTBOX_KEY, ErrorCode, utcnow
 from worker.errors import SendError
-from worker.providers.base import OutboundSms, Receipt, SmsProvider
+from worker.providers.base import OutboundSms, Receipt, SmsProvider, receipt_error
+from worker.providers.twilio import RECEIPT_ERRORS as TWILIO_RECEIPT_ERRORS
+from worker.receipts import DeliveryStatus, ReceiptUpdate
 
 _FAILURES: dict[str, tuple[ErrorCode, int, str]] = {
     "+15005550001": (ErrorCode.INVALID_NUMBER, 21211, "the 'To' number is not a valid phone number"),
@@ -44,6 +52,21 @@ _FAILURES: dict[str, tuple[ErrorCode, int, str]] = {
 FLAKY_ONCE = "+15005550010"
 SLOW = "+15005550011"
 SLOW_SECONDS = 3.0
+DELIVERED = "+15005550012"
+UNDELIVERED = "+15005550013"
+#: What the status poll reports per recipient: status and (undelivered) the Twilio-style code.
+_RECEIPTS: dict[str, tuple[DeliveryStatus, int | None]] = {
+    DELIVERED: ("delivered", None),
+    UNDELIVERED: ("undelivered", 30007),
+}
+#: Seconds the sandbox remembers a message's receipt.
+RECEIPT_TTL = 24 * 3600
+
+
+def receipt_key(message_id: str) -> str:
+    return f"sms:sandbox:receipt:{message_id}"
+
+
 #: Outbox entries kept (approximately).
 OUTBOX_MAXLEN = 10_000
 
@@ -73,17 +96,54 @@ class SandboxProvider(SmsProvider):
         if sms.to == SLOW:
             time.sleep(SLOW_SECONDS)
         message_id = "SB" + uuid.uuid4().hex
-        self._redis.xadd(
-            SANDBOX_OUTBOX_KEY,
-            {
-                "message_id": message_id,
-                "job_id": sms.job_id,
-                "to": sms.to,
-                "from": sms.from_ or "",
-                "body": sms.body,
-                "at": utcnow().isoformat(),
-            },
-            maxlen=OUTBOX_MAXLEN,
-            approximate=True,
-        )
+        receipt_status, receipt_code = _RECEIPTS.get(sms.to, ("sent", None))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(
+                SANDBOX_OUTBOX_KEY,
+                {
+                    "message_id": message_id,
+                    "job_id": sms.job_id,
+                    "to": sms.to,
+                    "from": sms.from_ or "",
+                    "body": sms.body,
+                    "at": utcnow().isoformat(),
+                },
+                maxlen=OUTBOX_MAXLEN,
+                approximate=True,
+            )
+            pipe.set(receipt_key(message_id), f"{receipt_status}:{receipt_code or ''}", ex=RECEIPT_TTL)
+            pipe.execute()
         return Receipt(message_id=message_id, status="queued")
+
+    @classmethod
+    def receipt(cls, fields: Mapping[str, Any], *, source: str = "callback") -> ReceiptUpdate:
+        """`{"message_id", "status", "error_code"}` (what `fetch_status` reads back)."""
+        message_id, status = fields.get("message_id"), fields.get("status")
+        if not message_id or status not in (
+            "queued",
+            "sending",
+            "sent",
+            "delivered",
+            "undelivered",
+            "unconfirmed",
+        ):
+            raise ValueError("not a sandbox receipt: message_id and a delivery status are required")
+        error = None
+        if status == "undelivered":
+            code = int(fields["error_code"]) if str(fields.get("error_code") or "").isdigit() else None
+            error = receipt_error(code, TWILIO_RECEIPT_ERRORS.get(code) if code is not None else None)
+        return ReceiptUpdate(
+            provider=cls.name,
+            message_id=str(message_id),
+            status=status,
+            error=error,
+            raw=dict(fields),
+            source="poll" if source == "poll" else "callback",
+        )
+
+    def fetch_status(self, message_id: str) -> ReceiptUpdate:
+        """What the sandbox recorded for the message at send time (unknown ids: `queued`)."""
+        stored = self._redis.get(receipt_key(message_id))
+        text = stored.decode() if isinstance(stored, bytes) else str(stored or "queued:")
+        status, _, code = text.partition(":")
+        return self.receipt({"message_id": message_id, "status": status, "error_code": code}, source="poll")

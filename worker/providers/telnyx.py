@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
 
-from producers.contract import ErrorCode
+from producers.contract import ErrorCode, reason
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.providers.base import (
@@ -24,10 +25,12 @@ from worker.providers.base import (
     Receipt,
     SmsProvider,
     map_transport_errors,
+    receipt_error,
     response_json,
     retry_after_seconds,
     status_error,
 )
+from worker.receipts import DeliveryStatus, ReceiptUpdate
 
 DEFAULT_BASE_URL = "https://api.telnyx.com"
 
@@ -55,6 +58,88 @@ ERROR_TABLE: dict[str, ErrorCode] = {
     "40305": ErrorCode.SENDER_INVALID,  # invalid 'from' address
     "40310": ErrorCode.INVALID_NUMBER,  # invalid 'to' address
 }
+
+
+_OFFER = "offer to read it out or share it another way"
+#: Delivery `errors[].code`s of `message.finalized` webhooks and fetched messages, with what the
+#: agent can say. Codes not here fall back to `ERROR_TABLE`, then to `undelivered`.
+RECEIPT_ERRORS: dict[str, tuple[ErrorCode, str]] = {
+    "40001": (
+        ErrorCode.NOT_MOBILE,
+        "that number can't receive texts, maybe a landline; ask for a mobile number",
+    ),
+    "40002": (
+        ErrorCode.UNDELIVERED,
+        "the carrier held it back as possible spam; offer to send it again later",
+    ),
+    "40003": (ErrorCode.UNDELIVERED, f"the carrier filtered it as spam; {_OFFER}"),
+    "40004": (ErrorCode.UNDELIVERED, f"the caller's carrier rejected it; {_OFFER}"),
+    "40005": (ErrorCode.EXPIRED, "it expired before it could be delivered; offer to send it again"),
+    "40006": (
+        ErrorCode.UNDELIVERED,
+        "the phone was unreachable; ask the caller to check their phone, and offer to send it again later",
+    ),
+    "40008": (ErrorCode.UNDELIVERED, f"the carrier couldn't deliver it; {_OFFER}"),
+    "40009": (ErrorCode.UNDELIVERED, f"the carrier refused the message text; {_OFFER}"),
+    "40011": (ErrorCode.RATE_LIMITED, "too many texts went out at once; offer to send it again in a moment"),
+    "40012": (ErrorCode.INVALID_NUMBER, "that number isn't valid; confirm the number with the caller"),
+    "40013": (ErrorCode.SENDER_INVALID, f"the carrier refused the sending number; {_OFFER}"),
+    "40014": (ErrorCode.EXPIRED, "it expired in the provider's queue; offer to send it again"),
+    "40015": (ErrorCode.UNDELIVERED, f"the provider's spam filter stopped it; {_OFFER}"),
+    "40300": (ErrorCode.RECIPIENT_OPTED_OUT, reason(ErrorCode.RECIPIENT_OPTED_OUT)),
+}
+
+#: `to[].status` in ours. `delivery_unconfirmed` usually landed: `unconfirmed`, never a reason to resend.
+STATUS_TABLE: dict[str, DeliveryStatus] = {
+    "queued": "queued",
+    "sending": "sending",
+    "sent": "sent",
+    "delivered": "delivered",
+    "delivery_unconfirmed": "unconfirmed",
+    "delivery_failed": "undelivered",
+    "sending_failed": "undelivered",
+    "expired": "undelivered",
+}
+#: Webhook event types that are receipts (`message.received` is an inbound message).
+RECEIPT_EVENTS = frozenset({"message.sent", "message.finalized"})
+
+
+def _from_payload(payload: Any, raw: Mapping[str, Any], source: str, occurred_at: Any) -> ReceiptUpdate:
+    """An `OutboundMessagePayload` (a webhook's `data.payload`, or a fetched message's `data`)."""
+    if not isinstance(payload, Mapping) or not payload.get("id"):
+        raise ValueError("not a Telnyx message: payload.id is required")
+    recipients = payload.get("to")
+    first = recipients[0] if isinstance(recipients, list) and recipients else {}
+    raw_status = first.get("status") if isinstance(first, Mapping) else None
+    if not raw_status:
+        raise ValueError("not a Telnyx message: to[].status is required")
+    status = STATUS_TABLE.get(str(raw_status), "queued")
+    error = None
+    if status == "undelivered":
+        errors = payload.get("errors")
+        head = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], Mapping) else {}
+        code = str(head["code"]) if head.get("code") not in (None, "") else None
+        expired = ErrorCode.EXPIRED if raw_status == "expired" else None
+        error = receipt_error(
+            code,
+            RECEIPT_ERRORS.get(code) if code else None,
+            fallback=(ERROR_TABLE.get(code) if code else None) or expired,
+        )
+    when = None
+    if isinstance(occurred_at, str):
+        try:
+            when = datetime.fromisoformat(occurred_at.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+    return ReceiptUpdate(
+        provider="telnyx",
+        message_id=str(payload["id"]),
+        status=status,
+        error=error,
+        raw=dict(raw),
+        source="poll" if source == "poll" else "callback",
+        occurred_at=when,
+    )
 
 
 def telnyx_idempotency_key(key: str) -> str:
@@ -106,3 +191,25 @@ class TelnyxProvider(SmsProvider):
             detail=detail[:200],
             retry_after=retry_after_seconds(reset),
         )
+
+    @classmethod
+    def receipt(cls, fields: Mapping[str, Any], *, source: str = "callback") -> ReceiptUpdate:
+        """A delivery webhook's parsed JSON body (`OutboundMessageEvent`: `data.event_type`
+        `message.sent`/`message.finalized`, `data.payload.to[].status`, `data.payload.errors[]`)."""
+        data = fields.get("data")
+        if not isinstance(data, Mapping) or data.get("event_type") not in RECEIPT_EVENTS:
+            raise ValueError(
+                "not a Telnyx delivery webhook: data.event_type must be message.sent or message.finalized"
+            )
+        return _from_payload(data.get("payload"), fields, source, data.get("occurred_at"))
+
+    def fetch_status(self, message_id: str) -> ReceiptUpdate:
+        """`GET /v2/messages/{id}`: `{"data": OutboundMessagePayload}`."""
+        with map_transport_errors():
+            response = self._http.get(f"{self._url}/{message_id}", headers=self._headers)
+        data = response_json(response)
+        if response.status_code != 200 or not isinstance(data, dict):
+            raise self._error(response, data)
+        payload = data.get("data")
+        completed = payload.get("completed_at") if isinstance(payload, Mapping) else None
+        return _from_payload(payload, data, "poll", completed)

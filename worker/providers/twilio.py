@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import requests
@@ -29,9 +30,11 @@ from worker.providers.base import (
     OutboundSms,
     Receipt,
     SmsProvider,
+    receipt_error,
     retry_after_seconds,
     status_error,
 )
+from worker.receipts import DeliveryStatus, ReceiptUpdate
 
 try:  # twilio >= 9.10: RFC 9457 problem details; not a subclass of TwilioRestException
     from twilio.base.exceptions import TwilioServiceException
@@ -67,6 +70,82 @@ ERROR_TABLE: dict[int, ErrorCode] = {
     30034: ErrorCode.UNDELIVERED,  # unregistered A2P 10DLC sender
     30036: ErrorCode.EXPIRED,  # validity period expired in Twilio's queue
 }
+
+
+_OFFER = "offer to read it out or share it another way"
+#: `ErrorCode`s of undelivered/failed receipts (status callbacks, `error_code` of a fetched
+#: message): the taxonomy code and what the agent can say. Codes not here fall back to
+#: `ERROR_TABLE` (a `failed` message can carry a 21xxx code), then to `undelivered`.
+RECEIPT_ERRORS: dict[int, tuple[ErrorCode, str]] = {
+    30001: (ErrorCode.RATE_LIMITED, "the carrier's queue was full; offer to send it again in a few minutes"),
+    30002: (ErrorCode.PROVIDER_ERROR, f"the texting account is suspended; {_OFFER}"),
+    30003: (
+        ErrorCode.UNDELIVERED,
+        "the phone was unreachable, maybe switched off or without signal; "
+        "ask the caller to check their phone, and offer to send it again later",
+    ),
+    30004: (ErrorCode.UNDELIVERED, f"the carrier or the recipient blocked it; {_OFFER}"),
+    30005: (ErrorCode.INVALID_NUMBER, "that number isn't in service; confirm the number with the caller"),
+    30006: (
+        ErrorCode.NOT_MOBILE,
+        "that number is a landline or can't receive texts; ask for a mobile number",
+    ),
+    30007: (ErrorCode.UNDELIVERED, f"the carrier filtered it as spam; {_OFFER}"),
+    30008: (
+        ErrorCode.UNDELIVERED,
+        "the carrier reported an unknown error; offer to send it again or read it out",
+    ),
+    30009: (ErrorCode.UNDELIVERED, "part of the message went missing; offer to send it again"),
+    30010: (ErrorCode.PROVIDER_ERROR, f"it cost more than the allowed price; {_OFFER}"),
+    30011: (ErrorCode.UNDELIVERED, "that phone can't receive picture messages; offer a plain text"),
+    30012: (ErrorCode.EXPIRED, "it expired before the carrier could deliver it; offer to send it again"),
+    30017: (
+        ErrorCode.UNDELIVERED,
+        "the carrier's network was congested; offer to send it again in a few minutes",
+    ),
+    30018: (ErrorCode.SENDER_INVALID, f"the caller's carrier needs a registered sender; {_OFFER}"),
+    30019: (
+        ErrorCode.MESSAGE_TOO_LONG,
+        "it was too long for the carrier; offer a shorter text or read it out",
+    ),
+    30022: (ErrorCode.RATE_LIMITED, "the sending number's limit was exceeded; offer to send it again later"),
+    30023: (ErrorCode.RATE_LIMITED, f"the sending number's daily limit was reached; {_OFFER}"),
+    30024: (ErrorCode.SENDER_INVALID, f"the sending number isn't set up with the carrier; {_OFFER}"),
+    30027: (
+        ErrorCode.RATE_LIMITED,
+        f"the carrier's daily limit for the sending number was reached; {_OFFER}",
+    ),
+    30032: (ErrorCode.SENDER_INVALID, f"the toll-free sending number isn't verified yet; {_OFFER}"),
+    30034: (ErrorCode.SENDER_INVALID, f"the sending number isn't registered for texting in the US; {_OFFER}"),
+    30036: (ErrorCode.EXPIRED, "it couldn't be delivered in time; offer to send it again or read it out"),
+}
+
+#: Twilio's message statuses in ours (`queued`/`sending` publish nothing).
+STATUS_TABLE: dict[str, DeliveryStatus] = {
+    "accepted": "queued",
+    "scheduled": "queued",
+    "queued": "queued",
+    "sending": "sending",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "undelivered",
+    "canceled": "undelivered",
+}
+
+
+def _int_code(value: Any) -> int | None:
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.isdigit() and int(text) != 0 else None
+
+
+def _raw_dlr_time(value: Any) -> datetime | None:
+    """`RawDlrDoneDate` (`YYMMDDhhmm`, the carrier's time of the final receipt), in UTC."""
+    try:
+        return datetime.strptime(str(value), "%y%m%d%H%M").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 class _PerThreadResponseClient(TwilioHttpClient):  # type: ignore[misc]
@@ -146,6 +225,46 @@ class TwilioProvider(SmsProvider):
 
     def close(self) -> None:
         self._http.session.close()
+
+    @classmethod
+    def receipt(cls, fields: Mapping[str, Any], *, source: str = "callback") -> ReceiptUpdate:
+        """A status callback's form fields (`MessageSid`, `MessageStatus`, `ErrorCode`, …; the
+        legacy `SmsSid`/`SmsStatus` too). Unknown statuses publish nothing (`queued`)."""
+        sid = fields.get("MessageSid") or fields.get("SmsSid")
+        raw_status = fields.get("MessageStatus") or fields.get("SmsStatus")
+        if not sid or not raw_status:
+            raise ValueError("not a Twilio status callback: MessageSid and MessageStatus are required")
+        status = STATUS_TABLE.get(str(raw_status).lower(), "queued")
+        error = None
+        if status == "undelivered":
+            code = _int_code(fields.get("ErrorCode"))
+            entry = RECEIPT_ERRORS.get(code) if code is not None else None
+            fallback = ERROR_TABLE.get(code) if code is not None else None
+            error = receipt_error(code, entry, fallback=fallback)
+        return ReceiptUpdate(
+            provider=cls.name,
+            message_id=str(sid),
+            status=status,
+            error=error,
+            raw={k: fields[k] for k in fields},
+            source="poll" if source == "poll" else "callback",
+            occurred_at=_raw_dlr_time(fields.get("RawDlrDoneDate")) if fields.get("RawDlrDoneDate") else None,
+        )
+
+    def fetch_status(self, message_id: str) -> ReceiptUpdate:
+        """`GET /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json` through the SDK's fetch."""
+        try:
+            message = self._client.messages(message_id).fetch()
+        except Exception as exc:
+            raise self.translate(exc) from exc
+        fields = {
+            "MessageSid": message.sid or message_id,
+            "MessageStatus": message.status or "queued",
+            "ErrorCode": message.error_code,
+            "ErrorMessage": message.error_message,
+            "DateUpdated": message.date_updated.isoformat() if message.date_updated else None,
+        }
+        return self.receipt({k: v for k, v in fields.items() if v is not None}, source="poll")
 
 
 def translate_requests_error(exc: requests.exceptions.RequestException) -> SendError:
