@@ -3,35 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from producers.channel import (
-    TTL,
-    XADD_OPTIONS,
-    absorb,
-    parse_entries,
-    queued_event,
-    reply_entries,
-    stream_id,
-    xadd_args,
-)
+from producers.channel import absorb, parse_entries, queued_event, reply_entries
 from producers.contract import (
-    QUEUE,
     CallContext,
-    ErrorCode,
-    ErrorInfo,
     Event,
     Job,
-    Status,
     VariableValue,
     events_key,
-    tool_message,
+)
+from producers.enqueue import (
+    ENQUEUE,
+    RETRACT,
+    UNCONFIRMED,
+    after_retract,
+    enqueue_answer,
+    fence_ttl,
+    keys,
+    not_queued,
+    not_queued_event,
+    retract_budget,
+    unreachable,
 )
 from producers.envelope import task_message
 from producers.jobs import DEFAULT_EXPIRES_IN, build_job
@@ -46,21 +48,10 @@ MAX_BLOCK = 2.0
 RECONNECT_PAUSE = 0.1
 #: Extra seconds allowed past a blocking read's own timeout before the client gives up on Redis.
 _GRACE = 0.5
-
-
-def queue_unavailable(job: Job, exc: BaseException) -> SendResult:
-    """The result when the job could not be queued at all: nothing was or will be sent."""
-    error = ErrorInfo(
-        code=ErrorCode.PROVIDER_UNAVAILABLE,
-        message=f"the SMS queue (Redis) is unreachable: {type(exc).__name__}",
-        retryable=True,
-    )
-    return SendResult(
-        job_id=job.job_id,
-        status="failed",
-        tool_message=tool_message(Status.FAILED, ErrorCode.PROVIDER_UNAVAILABLE),
-        error=error,
-    )
+#: Seconds one enqueue may take (connecting included) before the job counts as not queued. It is
+#: the enqueue's own budget, independent of `send(timeout=...)`: a send returns `pending` only
+#: after its job is in Redis, so `send()` takes at most max(timeout, ENQUEUE_TIMEOUT) + a grace.
+ENQUEUE_TIMEOUT = 1.0
 
 
 class SmsClient:
@@ -74,22 +65,37 @@ class SmsClient:
     `send()` raises only for bad arguments; every SMS outcome, including "Redis is down", is a result.
     """
 
-    def __init__(self, redis: Redis, *, owns_redis: bool = False) -> None:
+    def __init__(
+        self, redis: Redis, *, owns_redis: bool = False, enqueue_timeout: float = ENQUEUE_TIMEOUT
+    ) -> None:
+        if enqueue_timeout <= 0:
+            raise ValueError("enqueue_timeout must be positive")
         self._redis = redis
         self._owns_redis = owns_redis
+        self._enqueue_timeout = enqueue_timeout
+        self._enqueue_script = redis.register_script(ENQUEUE)
+        # Enqueues still running after their send() was cancelled: kept referenced, awaited at close.
+        self._enqueues: set[asyncio.Task[str | SendResult]] = set()
 
     @classmethod
-    def from_url(cls, url: str, *, max_connections: int = MAX_CONNECTIONS, **redis_options: Any) -> Self:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        enqueue_timeout: float = ENQUEUE_TIMEOUT,
+        **redis_options: Any,
+    ) -> Self:
         """A client with its own connection pool; `redis_options` go to the pool's connections.
 
         Each send waiting for its outcome holds one connection (a blocking XREAD), so the pool
         is large and blocking: past `max_connections` a send waits for a free connection
-        (within its own timeout) instead of failing.
+        (within its enqueue budget) instead of failing.
         """
         options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_keepalive": True}
         options.update(redis_options)
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None, **options)
-        return cls(Redis(connection_pool=pool), owns_redis=True)
+        return cls(Redis(connection_pool=pool), owns_redis=True, enqueue_timeout=enqueue_timeout)
 
     async def __aenter__(self) -> Self:
         return self
@@ -100,6 +106,9 @@ class SmsClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._enqueues:
+            # Let enqueues that outlived a cancelled send() finish (each is bounded by its budget).
+            await asyncio.gather(*self._enqueues, return_exceptions=True)
         if self._owns_redis:
             await self._redis.aclose()
             await self._redis.connection_pool.disconnect()
@@ -121,8 +130,13 @@ class SmsClient:
     ) -> SendResult:
         """Queue one SMS and wait up to `timeout` seconds for its outcome.
 
-        Returns `accepted`, `failed`, or `pending` when no outcome came in time (the job stays
-        queued and is still sent before `expires_in`).
+        Returns `accepted`, `failed`, or `pending` when no outcome came in time; `pending` means the
+        job is in Redis and is still sent before `expires_in`. The enqueue has its own budget
+        (`enqueue_timeout`, 1 s by default), independent of `timeout` and shielded from the
+        cancellation of this call: it completes or fails on its own, so a short `timeout` (even
+        0.001) cannot cut it off half-way. A job that could not be queued ends `failed` /
+        `provider_unavailable`, "the SMS was not queued: …". `send()` returns within
+        max(timeout, enqueue_timeout) plus half a second.
         """
         job = build_job(
             agent_id=agent_id, call=call, template=template, variables=variables, message=message,
@@ -130,26 +144,68 @@ class SmsClient:
             expires_in=expires_in,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
-        try:
-            async with asyncio.timeout(timeout):
-                queued_id = await self.enqueue(job)
-        except TimeoutError:
-            # Whether the push landed is unknown: if it did, a worker sends it.
-            return SendResult.from_events(job, [])
-        except (RedisError, OSError) as exc:
-            return queue_unavailable(job, exc)
-        return await self.wait(job, timeout=deadline - time.monotonic(), since=queued_id)
+        task = asyncio.ensure_future(self._enqueue_within_budget(job))
+        self._enqueues.add(task)
+        task.add_done_callback(self._enqueues.discard)
+        # shield: cancelling this send() leaves the enqueue to finish (or fail) within its budget.
+        queued = await asyncio.shield(task)
+        if isinstance(queued, SendResult):
+            return queued
+        return await self.wait(job, timeout=deadline - time.monotonic(), since=queued)
 
-    async def enqueue(self, job: Job) -> str:
-        """Push the job and its `queued` event in one round trip (a MULTI/EXEC pipeline); returns
-        the `queued` event's stream id, after which the job's other events come."""
-        key, fields = xadd_args(queued_event(job))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(key, fields, **XADD_OPTIONS)  # type: ignore[arg-type]
-            pipe.expire(key, TTL)
-            pipe.lpush(QUEUE, task_message(job))
-            results = await pipe.execute()
-        return stream_id(results[0])
+    async def _enqueue_within_budget(self, job: Job) -> str | SendResult:
+        """The `queued` event's stream id once the job is in Redis, or the `not queued` result.
+
+        Connection errors (a restart, a stale pooled connection, a failover) are tried again
+        until the budget is spent (the fence makes a second push of the same job a no-op). When
+        the budget runs out or Redis fails otherwise, the push is retracted (producers/enqueue.py),
+        which says for certain whether the job is queued.
+        """
+        message = task_message(job)
+        budget = self._enqueue_timeout
+        deadline = time.monotonic() + budget
+        reason = f"the SMS queue (Redis) did not answer within {budget:g} s"
+        try:
+            async with asyncio.timeout(budget):
+                for attempt in itertools.count():
+                    try:
+                        queued = await self.enqueue(job, message)
+                        return queued if queued is not None else not_queued(job, reason)
+                    except (RedisConnectionError, RedisTimeoutError) as exc:
+                        reason = unreachable(exc)
+                        pause = 0.0 if attempt == 0 else RECONNECT_PAUSE
+                        if time.monotonic() + pause >= deadline:
+                            break
+                        await asyncio.sleep(pause)
+        except TimeoutError:
+            pass
+        except (RedisError, OSError) as exc:
+            reason = unreachable(exc)
+        return await self._retract(job, message, reason)
+
+    async def _retract(self, job: Job, message: bytes, reason: str) -> str | SendResult:
+        """Make sure a push that failed is either queued (a worker has it) or never will be."""
+        args = (message, not_queued_event(job, reason).dumps(), fence_ttl(job))
+        try:
+            async with asyncio.timeout(retract_budget(self._enqueue_timeout)):
+                while True:
+                    try:
+                        reply = await self._redis.eval(RETRACT, 3, *keys(job.job_id, job.call.call_id), *args)
+                        return after_retract(job, reply, reason)
+                    except (RedisConnectionError, RedisTimeoutError):
+                        await asyncio.sleep(RECONNECT_PAUSE)
+        except (TimeoutError, RedisError, OSError):
+            return not_queued(job, reason + UNCONFIRMED)
+
+    async def enqueue(self, job: Job, message: bytes | None = None) -> str | None:
+        """Push the job (`message`: its task message, built when not given) and its `queued` event
+        in one fenced Lua call; returns the `queued` event's stream id, after which the job's other
+        events come, or None when the job was retracted before."""
+        reply = await self._enqueue_script(
+            keys=keys(job.job_id, job.call.call_id),
+            args=[queued_event(job).dumps(), message or task_message(job), fence_ttl(job)],
+        )
+        return enqueue_answer(reply)
 
     async def wait(self, job: Job, *, timeout: float, since: str = "0-0") -> SendResult:
         """The job's outcome from its call's result channel, or `pending` after `timeout`.

@@ -1,4 +1,10 @@
-"""`SyncSmsClient`: the same as `SmsClient`, for code without an event loop."""
+"""`SyncSmsClient`: the same as `SmsClient`, for code without an event loop.
+
+Every Redis call is bounded without an event loop's timers: connections have a connect and a
+socket timeout (the enqueue budget), and the blocking `XREAD` of a wait is read with its own
+per-read timeout (the block plus half a second), so a Redis that accepts connections and never
+answers cannot hold `send()` past its bound.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +14,59 @@ from types import TracebackType
 from typing import Any, Self
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from producers.channel import (
-    TTL,
-    XADD_OPTIONS,
-    absorb,
-    parse_entries,
-    queued_event,
-    reply_entries,
-    stream_id,
-    xadd_args,
+from producers.channel import absorb, parse_entries, queued_event, reply_entries
+from producers.client import _GRACE, ENQUEUE_TIMEOUT, MAX_BLOCK, RECONNECT_PAUSE
+from producers.contract import CallContext, Event, Job, VariableValue, events_key
+from producers.enqueue import (
+    ENQUEUE,
+    RETRACT,
+    UNCONFIRMED,
+    after_retract,
+    enqueue_answer,
+    fence_ttl,
+    keys,
+    not_queued,
+    not_queued_event,
+    retract_budget,
+    unreachable,
 )
-from producers.client import MAX_BLOCK, RECONNECT_PAUSE, queue_unavailable
-from producers.contract import QUEUE, CallContext, Event, Job, VariableValue, events_key
 from producers.envelope import task_message
 from producers.jobs import DEFAULT_EXPIRES_IN, build_job
 from producers.results import SendResult
 
 
 class SyncSmsClient:
-    """Blocking twin of `SmsClient`: `send()` returns `accepted`, `failed` or `pending`."""
+    """Blocking twin of `SmsClient`: `send()` returns `accepted`, `failed` or `pending`, with the same
+    guarantees (`pending` only for a job that is in Redis; a bounded enqueue; a bounded wait)."""
 
-    def __init__(self, redis: Redis, *, owns_redis: bool = False) -> None:
+    def __init__(
+        self, redis: Redis, *, owns_redis: bool = False, enqueue_timeout: float = ENQUEUE_TIMEOUT
+    ) -> None:
+        if enqueue_timeout <= 0:
+            raise ValueError("enqueue_timeout must be positive")
         self._redis = redis
         self._owns_redis = owns_redis
+        self._enqueue_timeout = enqueue_timeout
+        self._enqueue_script = redis.register_script(ENQUEUE)
 
     @classmethod
-    def from_url(cls, url: str, **redis_options: Any) -> Self:
-        options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_keepalive": True}
+    def from_url(cls, url: str, *, enqueue_timeout: float = ENQUEUE_TIMEOUT, **redis_options: Any) -> Self:
+        """A client with its own connection pool; `redis_options` go to the pool's connections.
+
+        Connections time out after `enqueue_timeout` seconds without an answer (connecting: at most
+        1 s), which is what bounds the enqueue; blocking reads set their own longer timeout.
+        """
+        options: dict[str, Any] = {
+            "socket_connect_timeout": min(1.0, enqueue_timeout),
+            "socket_timeout": enqueue_timeout,
+            "socket_keepalive": True,
+        }
         options.update(redis_options)
-        return cls(Redis.from_url(url, **options), owns_redis=True)
+        return cls(Redis.from_url(url, **options), owns_redis=True, enqueue_timeout=enqueue_timeout)
 
     def __enter__(self) -> Self:
         return self
@@ -67,28 +95,72 @@ class SyncSmsClient:
         timeout: float = 5.0,
         expires_in: float = DEFAULT_EXPIRES_IN,
     ) -> SendResult:
-        """Queue one SMS and wait up to `timeout` seconds for its outcome (see `SmsClient.send`)."""
+        """Queue one SMS and wait up to `timeout` seconds for its outcome (see `SmsClient.send`).
+
+        `pending` only when the job is in Redis; a job that could not be queued within the enqueue
+        budget ends `failed` / `provider_unavailable`, "the SMS was not queued: …".
+        """
         job = build_job(
             agent_id=agent_id, call=call, template=template, variables=variables, message=message,
             to=to, from_=from_, connection=connection, idempotency_key=idempotency_key,
             expires_in=expires_in,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
-        try:
-            queued_id = self.enqueue(job)
-        except (RedisError, OSError) as exc:
-            return queue_unavailable(job, exc)
-        return self.wait(job, timeout=deadline - time.monotonic(), since=queued_id)
+        queued = self._enqueue_within_budget(job)
+        if isinstance(queued, SendResult):
+            return queued
+        return self.wait(job, timeout=deadline - time.monotonic(), since=queued)
 
-    def enqueue(self, job: Job) -> str:
-        """Push the job and its `queued` event in one round trip; returns the event's stream id."""
-        key, fields = xadd_args(queued_event(job))
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(key, fields, **XADD_OPTIONS)  # type: ignore[arg-type]
-            pipe.expire(key, TTL)
-            pipe.lpush(QUEUE, task_message(job))
-            results = pipe.execute()
-        return stream_id(results[0])
+    def _enqueue_within_budget(self, job: Job) -> str | SendResult:
+        """The `queued` event's stream id, or the `not queued` result (see `SmsClient`).
+
+        Bounded by the connections' timeouts: a connection error is tried again until the budget
+        is spent; a timeout or another error retracts the push (producers/enqueue.py).
+        """
+        message = task_message(job)
+        budget = self._enqueue_timeout
+        deadline = time.monotonic() + budget
+        reason = f"the SMS queue (Redis) did not answer within {budget:g} s"
+        attempt = 0
+        while True:
+            try:
+                queued = self.enqueue(job, message)
+                return queued if queued is not None else not_queued(job, reason)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                reason = unreachable(exc)
+                pause = 0.0 if attempt == 0 else RECONNECT_PAUSE
+                if time.monotonic() + pause >= deadline:
+                    break
+                time.sleep(pause)
+                attempt += 1
+            except (RedisError, OSError) as exc:
+                reason = unreachable(exc)
+                break
+        return self._retract(job, message, reason)
+
+    def _retract(self, job: Job, message: bytes, reason: str) -> str | SendResult:
+        """Make sure a push that failed is either queued (a worker has it) or never will be."""
+        args = (message, not_queued_event(job, reason).dumps(), fence_ttl(job))
+        deadline = time.monotonic() + retract_budget(self._enqueue_timeout)
+        while True:
+            try:
+                reply = self._redis.eval(RETRACT, 3, *keys(job.job_id, job.call.call_id), *args)
+                return after_retract(job, reply, reason)
+            except (RedisConnectionError, RedisTimeoutError):
+                if time.monotonic() + RECONNECT_PAUSE >= deadline:
+                    break
+                time.sleep(RECONNECT_PAUSE)
+            except (RedisError, OSError):
+                break
+        return not_queued(job, reason + UNCONFIRMED)
+
+    def enqueue(self, job: Job, message: bytes | None = None) -> str | None:
+        """Push the job and its `queued` event in one fenced Lua call (see `SmsClient.enqueue`)."""
+        reply = self._enqueue_script(
+            keys=keys(job.job_id, job.call.call_id),
+            args=[queued_event(job).dumps(), message or task_message(job), fence_ttl(job)],
+        )
+        return enqueue_answer(reply)
 
     def wait(self, job: Job, *, timeout: float, since: str = "0-0") -> SendResult:
         """The job's outcome, or `pending` after `timeout` (see `SmsClient.wait`)."""
@@ -99,7 +171,7 @@ class SyncSmsClient:
         while (remaining := deadline - time.monotonic()) > 0:
             block = min(remaining, MAX_BLOCK)
             try:
-                reply = self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
+                reply = self._xread(key, last_id, block)
             except (RedisError, OSError):
                 # Redis went away: try again until our own deadline (see SmsClient.wait).
                 time.sleep(min(RECONNECT_PAUSE, max(deadline - time.monotonic(), 0)))
@@ -120,10 +192,25 @@ class SyncSmsClient:
             block = MAX_BLOCK if idle_deadline is None else min(MAX_BLOCK, idle_deadline - time.monotonic())
             if block <= 0:
                 return
-            reply = self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
+            reply = self._xread(key, last_id, block)
             entries = parse_entries(reply_entries(reply))
             for entry_id, event in entries:
                 last_id = entry_id
                 yield event
             if entries and idle_timeout is not None:
                 idle_deadline = time.monotonic() + idle_timeout
+
+    def _xread(self, key: str, last_id: str, block: float) -> Any:
+        """One `XREAD BLOCK` on `key` after `last_id`, given up `block` + 0.5 s later whatever the
+        connection's own socket timeout (which bounds the enqueue and is shorter than a block)."""
+        pool = self._redis.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command(  # type: ignore[no-untyped-call]
+                "XREAD", "BLOCK", max(int(block * 1000), 1), "STREAMS", key, last_id
+            )
+            reply = conn.read_response(timeout=block + _GRACE)
+        finally:
+            pool.release(conn)
+        callback = self._redis.response_callbacks.get("XREAD")  # type: ignore[no-untyped-call]
+        return callback(reply) if callback is not None and reply is not None else reply

@@ -29,9 +29,9 @@ class TimedClient(SmsClient):
 
     enqueue_ms: list[float]
 
-    async def enqueue(self, job: Job) -> str:
+    async def enqueue(self, job: Job, message: bytes | None = None) -> str | None:
         start = time.perf_counter()
-        queued_id = await super().enqueue(job)
+        queued_id = await super().enqueue(job, message)
         self.enqueue_ms.append((time.perf_counter() - start) * 1000)
         return queued_id
 
