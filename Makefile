@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint typecheck format bench schemas deploy-check clean
+.PHONY: install demo test test-fast lint typecheck format bench schemas deploy-check image-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,8 @@ clean:
 # The benchmark (docs/benchmark.md): bench-results/bench.json and latency.png. `make bench ARGS=--quick`.
 bench: $(STAMP)
 	$(BIN)/midcall-sms bench $(ARGS)
+
+# Build the images on a local Debian base (mmdebstrap) and run them under our own dockerd:
+# texts through the containers, the probes, Flower, `docker stop` mid-stream (.ci/image-test).
+image-test: $(STAMP)
+	VENV=$(VENV) .ci/image-test

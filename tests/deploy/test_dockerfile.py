@@ -1,6 +1,7 @@
 """deploy/Dockerfile: clean under hadolint; multi-stage, slim, non-root, exec-form CMD, healthcheck.
 
-There is no Docker engine in CI: the image is linted and its instructions checked, not built.
+These checks are offline; `make image-test` (.ci/image-test, run by CI after `make test`) builds
+the images on a local Debian base and runs them.
 """
 
 from __future__ import annotations
@@ -125,7 +126,39 @@ def test_the_worker_image_probes_its_own_healthz() -> None:
 
 
 def test_the_build_context_sends_only_the_package_sources() -> None:
-    """`deploy/Dockerfile.dockerignore` excludes everything but pyproject, README and the two packages."""
+    """`deploy/Dockerfile.dockerignore` excludes everything but pyproject, README, the two packages
+    and the folder of host-built wheels."""
     lines = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    assert patterns[:5] == ["*", "!pyproject.toml", "!README.md", "!producers/", "!worker/"]
+    assert patterns[:6] == [
+        "*",
+        "!pyproject.toml",
+        "!README.md",
+        "!producers/",
+        "!worker/",
+        "!deploy/wheels/",
+    ]
+
+
+def test_the_base_image_is_a_build_argument_and_nothing_is_pulled_for_the_frontend() -> None:
+    """Every stage that is not built on another stage starts from `${PYTHON_IMAGE}` (so a local
+    base can replace the public slim image), and there is no `# syntax=` line, which would make
+    BuildKit pull a frontend image from a registry."""
+    text = DOCKERFILE.read_text()
+    assert not any(line.lower().startswith("# syntax") for line in text.splitlines())
+    built = stages(text)
+    roots = [only(stage, "FROM").split()[0] for stage in built.values()]
+    assert set(roots) - set(built) == {"${PYTHON_IMAGE}"}
+
+
+def test_wheels_in_deploy_wheels_are_installed_with_no_index() -> None:
+    """With wheels in deploy/wheels/ the build installs the app and Flower from them alone
+    (`--no-index --find-links=/wheels`), so `docker build --network none` works; the folder is
+    always in the repository (its README), so the COPY works without wheels too."""
+    built = stages(DOCKERFILE.read_text())
+    assert ("COPY", "deploy/wheels/ /wheels/") in built["build"]
+    for stage in ("build", "build-flower"):
+        [run] = [rest for key, rest in built[stage] if key == "RUN" and "pip install" in rest]
+        assert "--no-index --find-links=/wheels" in run
+    assert (ROOT / "deploy" / "wheels" / "README.md").is_file()
+    assert "deploy/wheels/*.whl" in (ROOT / ".gitignore").read_text().splitlines()
