@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint typecheck format bench schemas deploy-check image-test clean
+.PHONY: install demo test test-fast lint typecheck format bench schemas deploy-check image-test promtool clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/midcall-sms demo
 
-# The whole suite: lint, types, unit and integration tests (real redis-server, real workers).
-test: $(STAMP) lint typecheck
+# The whole suite: lint, types, unit and integration tests (real redis-server, real workers),
+# the alert rules' promtool checks and unit tests.
+test: $(STAMP) lint typecheck promtool
 	$(BIN)/pytest
+
+# promtool (Debian's prometheus package) for the alert-rule and dashboard tests, installed when missing.
+promtool:
+	@.ci/install-promtool
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not integration"

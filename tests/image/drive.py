@@ -377,6 +377,127 @@ def check_probes(worker_url: str, service_url: str | None, flower_url: str) -> N
     print(f"  GET {flower_url}/api/workers → {workers}", flush=True)
 
 
+def compose_copy(stack: Stack, path: Path) -> tuple[Path, int, int]:
+    """deploy/compose.yaml as Debian's docker-compose 1.29 can run it on the host network.
+
+    Kept as shipped: the services, images' commands, `depends_on` on Redis's healthcheck, Redis's
+    AOF options and data volume, `stop_grace_period`/`stop_signal`, restart policies, the
+    environment. Changed, and why: no top-level `name` (1.29 rejects it; `-p` names the project);
+    `configs` becomes a read-only bind mount (1.29 ignores `configs` outside a swarm); no `build`
+    (the images are built already, and 1.29 builds without BuildKit, so without
+    Dockerfile.dockerignore); `network_mode: host` instead of published ports, with Redis, the
+    worker's metrics and Flower on free 127.0.0.1 ports; the local Redis image; the fake
+    provider's config and token. Returns (path, metrics port, Flower port).
+    """
+    data = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    data.pop("name", None)
+    data.pop("configs", None)
+    metrics_port, flower_port = free_port(), free_port()
+    images = {
+        "redis": stack.args.redis_image,
+        "worker": stack.args.worker_image,
+        "flower": stack.args.flower_image,
+    }
+    for name, service in data["services"].items():
+        service.pop("ports", None)
+        service.pop("build", None)
+        service.pop("expose", None)
+        service["network_mode"] = "host"
+        service["image"] = images[name]
+        if name != "redis":
+            service["environment"]["SMS_REDIS_URL"] = stack.redis_url
+    redis_service = data["services"]["redis"]
+    redis_service["command"] += ["--port", str(stack.redis_port), "--bind", "127.0.0.1", "--dir", "/data"]
+    redis_service["healthcheck"]["test"] = ["CMD", "redis-cli", "-p", str(stack.redis_port), "ping"]
+    worker_service = data["services"]["worker"]
+    worker_service.pop("configs")
+    worker_service["volumes"] = [f"{stack.config}:/etc/midcall-sms/config.yaml:ro"]
+    worker_service["environment"].update(
+        {k: v for k, v in stack.worker_env(metrics_port, 4).items() if k != "SMS_CONFIG_FILE"}
+    )
+    flower_service = data["services"]["flower"]
+    flower_service["command"] = [
+        "celery",
+        "-A",
+        "worker",
+        "flower",
+        "--address=127.0.0.1",
+        f"--port={flower_port}",
+    ]
+    flower_service["environment"]["FLOWER_UNAUTHENTICATED_API"] = "true"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path, metrics_port, flower_port
+
+
+async def compose_run(stack: Stack, twilio: FakeTwilio, compose: str, workdir: Path) -> dict[str, Any]:
+    """`docker-compose up`, a text, the probes, `docker-compose stop worker` mid-stream, `start`."""
+    file, metrics_port, flower_port = compose_copy(stack, workdir / "compose.yaml")
+    project = f"{PREFIX}-compose"
+
+    def dc(*args: str, timeout: float = 180) -> str:
+        result = subprocess.run(
+            [compose, "-p", project, "-f", str(file), *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise Failed(f"docker-compose {' '.join(args)}: {result.stdout[-1500:]}{result.stderr[-1500:]}")
+        return result.stdout + result.stderr
+
+    networks_before = set(stack.docker("network", "ls", "-q").split())
+    try:
+        dc("up", "-d")
+        worker_url, flower_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{flower_port}"
+        eventually("the compose worker's /readyz", lambda: get(f"{worker_url}/readyz")[0] == 200, timeout=90)
+        eventually("the compose Flower's /healthcheck", lambda: get(f"{flower_url}/healthcheck")[0] == 200)
+        check_probes(worker_url, None, flower_url)
+        new_networks = set(stack.docker("network", "ls", "-q").split()) - networks_before
+        twilio.reset()
+        twilio.latency = 0.5
+        total = 12
+        async with SmsClient.from_url(stack.redis_url) as sms:
+            jobs = [
+                asyncio.ensure_future(
+                    sms.send(
+                        agent_id="agent_abc123",
+                        call=call(f"CA-compose-{i}"),
+                        message=f"compose {i}",
+                        timeout=120,
+                    )
+                )
+                for i in range(total)
+            ]
+            await asyncio.to_thread(twilio.wait_for_requests, 2, 30.0)
+            in_flight = len(twilio.requests)
+            await asyncio.to_thread(dc, "stop", "worker")
+            finished_by_stopped = len(twilio.accepted)
+            await asyncio.to_thread(dc, "start", "worker")
+            results = await asyncio.gather(*jobs)
+        bodies = sorted(m.text or "" for m in twilio.accepted)
+        counts: dict[str, Any] = {
+            "sent": total,
+            "accepted": [r.status for r in results].count("accepted"),
+            "provider_requests": len(twilio.requests),
+            "unique_bodies": len(set(bodies)),
+            "in_flight_at_stop": in_flight,
+            "finished_by_stopped_worker": finished_by_stopped,
+            "networks_created": len(new_networks),
+        }
+        print("docker-compose stop worker mid-stream: " + " ".join(f"{k}={v}" for k, v in counts.items()))
+        if bodies != sorted(f"compose {i}" for i in range(total)) or counts["accepted"] != total:
+            raise Failed(f"compose: not every text was sent exactly once: {counts}")
+        if finished_by_stopped < in_flight:
+            raise Failed(f"compose: a send in flight at the stop did not finish: {counts}")
+        return counts
+    except Failed:
+        print(dc("logs", "--tail=40"), file=sys.stderr)
+        raise
+    finally:
+        subprocess.run(
+            [compose, "-p", project, "-f", str(file), "down", "-v", "--timeout", "60"],
+            capture_output=True, timeout=180, check=False,
+        )  # fmt: skip
+
+
 async def run(args: argparse.Namespace) -> int:
     docker = Docker(args.docker)
     timer = Timer()
@@ -405,6 +526,12 @@ async def run(args: argparse.Namespace) -> int:
             with timer("docker stop mid-stream test"):
                 await sigterm_stream(stack, twilio, client)
             client.close()
+            docker.cleanup()  # the compose project brings its own Redis on the same port
+            if args.compose:
+                with timer("compose: up, a stream, stop worker mid-stream, start, down"):
+                    await compose_run(stack, twilio, args.compose, workdir)
+            else:
+                print("compose: no docker-compose: skipped")
             if twilio.violations:
                 raise Failed(f"requests broke Twilio's spec: {twilio.violations[:3]}")
     except Failed as exc:
