@@ -273,12 +273,13 @@ async def one_text(stack: Stack, twilio: FakeTwilio, worker_url: str) -> float:
         raise Failed(f"the first text was not accepted: {result}")
     if [m.text for m in twilio.accepted] != ["hello"]:
         raise Failed(f"the fake provider did not get exactly the one text: {twilio.accepted}")
-    status, body = get(f"{worker_url}/metrics")
-    if (
-        status != 200
-        or 'midcall_sms_sends_total{error_code="",outcome="accepted",provider="twilio"} 1.0' not in body
-    ):
-        raise Failed(f"the worker's /metrics does not count the accepted send:\n{body[:2000]}")
+    accepted = 'midcall_sms_sends_total{error_code="",outcome="accepted",provider="twilio"} 1.0'
+    # The outcome is published before the worker counts it: the counter may lag the event a little.
+    eventually(
+        "the worker's /metrics to count the accepted send",
+        lambda: accepted in get(f"{worker_url}/metrics")[1],
+        10,
+    )
     return elapsed
 
 
@@ -470,6 +471,8 @@ async def compose_run(stack: Stack, twilio: FakeTwilio, compose: str, workdir: P
             in_flight = len(twilio.requests)
             await asyncio.to_thread(dc, "stop", "worker")
             finished_by_stopped = len(twilio.accepted)
+            [container] = [w for w in dc("ps", "-q", "worker").split() if len(w) == 64]
+            exit_code = int(stack.docker("inspect", "-f", "{{.State.ExitCode}}", container))
             await asyncio.to_thread(dc, "start", "worker")
             results = await asyncio.gather(*jobs)
         bodies = sorted(m.text or "" for m in twilio.accepted)
@@ -480,11 +483,14 @@ async def compose_run(stack: Stack, twilio: FakeTwilio, compose: str, workdir: P
             "unique_bodies": len(set(bodies)),
             "in_flight_at_stop": in_flight,
             "finished_by_stopped_worker": finished_by_stopped,
+            "worker_exit_code": exit_code,
             "networks_created": len(new_networks),
         }
         print("docker-compose stop worker mid-stream: " + " ".join(f"{k}={v}" for k, v in counts.items()))
         if bodies != sorted(f"compose {i}" for i in range(total)) or counts["accepted"] != total:
             raise Failed(f"compose: not every text was sent exactly once: {counts}")
+        if exit_code != 0:
+            raise Failed(f"compose: the stopped worker exited {exit_code}")
         if finished_by_stopped < in_flight:
             raise Failed(f"compose: a send in flight at the stop did not finish: {counts}")
         return counts
