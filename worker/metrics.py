@@ -9,6 +9,13 @@
   timeouts included; its `_count` is the number of attempts made.
 - `midcall_sms_end_to_end_seconds{outcome}` (histogram): the job's `created_at` (the producer's
   clock) to its terminal event.
+- `midcall_sms_fallbacks_total{from_provider, to_provider}`: deliveries handed to the agent's
+  fallback connection after the primary failed for good.
+- `midcall_sms_receipts_total{provider, status}`: delivery receipts that changed a message's
+  status (`sent`, `delivered`, `undelivered`, `unconfirmed`; duplicates and stale ones are not
+  counted), in the process that applied them (the HTTP service for callbacks, a worker for polls).
+- `midcall_sms_delivery_seconds{provider, status}` (histogram): from the provider accepting a
+  text to its final receipt (`delivered` or `undelivered`).
 - `midcall_sms_in_flight`: deliveries executing in this process now.
 - `midcall_sms_queue_depth`: messages waiting in the `sms` list (LLEN), and
   `midcall_sms_queue_unacked`: messages reserved by all workers and not yet acknowledged; both
@@ -85,6 +92,28 @@ END_TO_END_SECONDS = Histogram(
     registry=REGISTRY,
 )
 IN_FLIGHT = Gauge("midcall_sms_in_flight", "Deliveries executing in this process now.", registry=REGISTRY)
+FALLBACKS = Counter(
+    "midcall_sms_fallbacks",
+    "Deliveries handed to the fallback connection after the primary failed for good.",
+    ["from_provider", "to_provider"],
+    registry=REGISTRY,
+)
+RECEIPTS = Counter(
+    "midcall_sms_receipts",
+    "Delivery receipts that changed a message's status (duplicates and stale ones not counted).",
+    ["provider", "status"],
+    registry=REGISTRY,
+)
+DELIVERY_SECONDS = Histogram(
+    "midcall_sms_delivery_seconds",
+    "From the provider accepting a text to its final receipt (delivered or undelivered).",
+    ["provider", "status"],
+    buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0),
+    registry=REGISTRY,
+)
+
+#: Receipt statuses that end a message's delivery (the time to delivery is observed at these).
+_FINAL_RECEIPTS = frozenset({"delivered", "undelivered"})
 
 
 def observe_send(event: Event, created_at: datetime | None, *, replayed: bool = False) -> None:
@@ -101,6 +130,17 @@ def observe_send(event: Event, created_at: datetime | None, *, replayed: bool = 
         ATTEMPTS.labels(provider, outcome).observe(event.attempt)
     if created_at is not None:
         END_TO_END_SECONDS.labels(outcome).observe(max(0.0, (event.at - created_at).total_seconds()))
+
+
+def observe_fallback(from_provider: str, to_provider: str) -> None:
+    FALLBACKS.labels(from_provider, to_provider).inc()
+
+
+def observe_receipt(provider: str, status: str, *, accepted_at: datetime | None, at: datetime) -> None:
+    """A receipt changed a message's status; `accepted_at` is when the provider took it."""
+    RECEIPTS.labels(provider, status).inc()
+    if status in _FINAL_RECEIPTS and accepted_at is not None:
+        DELIVERY_SECONDS.labels(provider, status).observe(max(0.0, (at - accepted_at).total_seconds()))
 
 
 def observe_provider_call(provider: str, milliseconds: float) -> None:

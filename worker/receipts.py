@@ -40,7 +40,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis
@@ -57,7 +57,7 @@ from producers.contract import (
     parked_key,
     receipts_log_key,
 )
-from worker import events
+from worker import events, metrics
 
 DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "undelivered", "unconfirmed"]
 ApplyResult = Literal["published", "duplicate", "stale", "parked"]
@@ -236,7 +236,20 @@ def apply_receipt(
             "1" if was_parked else "",
         ],
     )
-    return _text(result)  # type: ignore[return-value]
+    applied: ApplyResult = _text(result)  # type: ignore[assignment]
+    if applied == "published":
+        metrics.observe_receipt(
+            update.provider, update.status, accepted_at=_when(mapping.get("accepted_at")),
+            at=update.occurred_at if update.occurred_at and update.occurred_at.tzinfo else datetime.now(UTC),
+        )  # fmt: skip
+    return applied
+
+
+def _when(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def apply_parked(client: redis.Redis, provider: str, message_id: str, parked: list[Any]) -> list[ApplyResult]:

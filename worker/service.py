@@ -272,6 +272,7 @@ class SmsService:
             fallback=plan.fallback.label, error_code=err.code.value,
         )  # fmt: skip
         delivery.on_fallback = True
+        metrics.observe_fallback(plan.connection.provider, plan.fallback.provider)
         # A timeout on the primary may still have delivered: the fallback's copy may be a second one.
         delivery.possible_duplicate = delivery.possible_duplicate or err.ambiguous
         delivery.plan = replace(

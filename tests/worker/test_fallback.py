@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from producers.contract import CallContext, Job, utcnow
+from worker import metrics
 from worker.config.models import SmsConfig
 from worker.config.source import StaticConfigSource
 from worker.providers import ProviderPool
@@ -75,10 +76,13 @@ def terminal(redis_client: redis.Redis) -> dict[str, Any]:
 def test_auth_failure_sends_through_the_fallback(
     redis_client: redis.Redis, fakes: tuple[FakeTwilio, FakeTelnyx], svc: SmsService
 ) -> None:
-    """Twilio refusing our credentials: the same delivery sends through Telnyx, from Telnyx's number."""
+    """Twilio refusing our credentials: the same delivery sends through Telnyx, from Telnyx's
+    number, and `midcall_sms_fallbacks_total{from_provider="twilio", to_provider="telnyx"}` counts it."""
     twilio, telnyx = fakes
     twilio.script(Error(20003, status=401))
+    before = metrics.FALLBACKS.labels("twilio", "telnyx")._value.get()
     assert svc.handle(job(), attempt=1, owner="w1") is None
+    assert metrics.FALLBACKS.labels("twilio", "telnyx")._value.get() == before + 1
     outcome = terminal(redis_client)
     assert (outcome["status"], outcome["provider"], outcome["from_"]) == (
         "accepted",

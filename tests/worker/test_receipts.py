@@ -21,7 +21,7 @@ from producers.contract import (
     parked_key,
 )
 from tests.worker.test_service import Harness, job
-from worker import receipts
+from worker import metrics, receipts
 from worker.providers.twilio import TwilioProvider
 from worker.receipts import ReceiptUpdate, apply_receipt, receipt_log
 from worker.settings import Settings
@@ -83,6 +83,23 @@ def test_a_receipt_publishes_one_delivery_event_after_accepted(sms: Harness) -> 
     assert delivered["provider_message_id"] == event["provider_message_id"]
     assert delivered["to"] == "+1415****234"
     assert delivered["tool_message"] == "SMS delivered."
+
+
+def test_receipts_that_change_a_status_are_counted_and_time_to_delivery_observed(sms: Harness) -> None:
+    """A published `delivered` counts in `midcall_sms_receipts_total{provider, status}` and observes
+    the time since `accepted` in `midcall_sms_delivery_seconds`; its duplicate counts nothing."""
+
+    def counted() -> tuple[float, float]:
+        receipts_seen = metrics.RECEIPTS.labels("sandbox", "delivered")._value.get()
+        histogram = metrics.DELIVERY_SECONDS.labels("sandbox", "delivered")
+        observed = sum(bucket.get() for bucket in histogram._buckets)
+        return receipts_seen, observed
+
+    event = accepted(sms)
+    before = counted()
+    assert apply_receipt(sms.redis, update(event["provider_message_id"], "delivered")) == "published"
+    assert apply_receipt(sms.redis, update(event["provider_message_id"], "delivered")) == "duplicate"
+    assert counted() == (before[0] + 1, before[1] + 1)
 
 
 def test_statuses_are_ranked_and_a_final_one_sticks(sms: Harness) -> None:
