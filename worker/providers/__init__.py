@@ -28,7 +28,8 @@ from worker.settings import Settings
 __all__ = ["PROVIDER_CLASSES", "OutboundSms", "ProviderPool", "Receipt", "SmsProvider", "receipt_parser"]
 
 #: Each provider name's class, for what a provider knows without being built (its message
-#: limits, default sender rates, error tables, receipt parsing).
+#: limits, default sender rates, error tables, receipt parsing) and the account requests the CLI
+#: makes (`check_credentials`, `list_numbers`, `check_sender`).
 PROVIDER_CLASSES: dict[str, type[SmsProvider]] = {
     "twilio": TwilioProvider,
     "plivo": PlivoProvider,

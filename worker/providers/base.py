@@ -14,7 +14,9 @@ from typing import Any, ClassVar, Literal
 import httpx
 
 from producers.contract import MAX_MESSAGE_CHARS, ErrorCode, ErrorInfo, reason
+from worker.config.models import Connection
 from worker.errors import SendError
+from worker.providers.numbers import NotSupported, NumberListing, SenderCheck, check_in_listing
 from worker.receipts import ReceiptUpdate
 from worker.segments import Encoding, Segments
 
@@ -82,7 +84,8 @@ class Receipt:
 
 
 class SmsProvider:
-    """Sends one SMS through one vendor account. Subclasses implement `_send` only."""
+    """Sends one SMS through one vendor account. Subclasses implement `_send`, and the account
+    requests the CLI makes (`check_credentials`, `list_numbers`) where the provider has them."""
 
     name: ClassVar[str]
     #: what one message may hold (checked before sending: `message_too_long`)
@@ -90,6 +93,35 @@ class SmsProvider:
     #: default messages per second of one sending number, by kind of number (None: no default
     #: limit; a connection's `messages_per_second` sets one)
     sender_rates: ClassVar[Mapping[NumberType, float] | None] = None
+
+    # -- account requests (the CLI's; none sends anything) -----------------------------------------
+
+    @classmethod
+    def check_credentials(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> str:
+        """One read-only request that proves the credentials work; returns what it found.
+
+        Raises `SendError` (the send taxonomy) when they do not, `NotSupported` when there is no
+        such request."""
+        raise NotSupported(f"{cls.name}: no request checks the credentials")
+
+    @classmethod
+    def list_numbers(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> NumberListing:
+        """The account's numbers, every page read (up to `numbers.MAX_NUMBERS`).
+
+        Raises `SendError` for a refused or failed request, `NotSupported` without a list."""
+        raise NotSupported(f"{cls.name}: the provider has no list of numbers")
+
+    @classmethod
+    def requires_sender(cls, connection: Connection) -> bool:
+        """Whether a send through `connection` needs a from-number."""
+        return True
+
+    @classmethod
+    def check_sender(cls, connection: Connection, listing: NumberListing, number: str) -> SenderCheck:
+        """Can `connection` send from `number`, given the account's `listing`?"""
+        return check_in_listing(listing, number)
+
+    # -- sending ---------------------------------------------------------------------------------
 
     def send(self, sms: OutboundSms) -> Receipt:
         try:

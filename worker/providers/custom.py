@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from producers.contract import ErrorCode
+from worker.config.models import Connection
 from worker.errors import SendError
 from worker.providers.base import (
     OutboundSms,
@@ -27,6 +28,7 @@ from worker.providers.base import (
     retry_after_seconds,
     status_error,
 )
+from worker.providers.numbers import NotSupported, NumberListing
 
 #: The most bytes read from an endpoint's answer; the rest is ignored.
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -62,6 +64,18 @@ def check_endpoint(url: str, *, allow_private: bool) -> None:
 
 class CustomProvider(SmsProvider):
     name: ClassVar[str] = "custom"
+
+    @classmethod
+    def check_credentials(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> str:
+        raise NotSupported("a custom endpoint has no request that sends nothing")
+
+    @classmethod
+    def list_numbers(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> NumberListing:
+        raise NotSupported("a custom endpoint has no list of numbers: it sends from whatever number it uses")
+
+    @classmethod
+    def requires_sender(cls, connection: Connection) -> bool:
+        return False
 
     def __init__(self, url: str, headers: dict[str, str], *, http: httpx.Client, allow_private: bool) -> None:
         self._url = url

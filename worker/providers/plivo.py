@@ -27,6 +27,7 @@ from worker.providers.base import (
     retry_after_seconds,
     status_error,
 )
+from worker.providers.numbers import MAX_NUMBERS, MAX_PAGES, AccountNumber, NumberListing
 from worker.receipts import DeliveryStatus, ReceiptUpdate
 
 DEFAULT_BASE_URL = "https://api.plivo.com"
@@ -133,6 +134,28 @@ HTTP_TABLE: dict[int, ErrorCode] = {
 }
 
 
+def _account(connection: Connection) -> tuple[str, httpx.BasicAuth]:
+    auth_id = connection.secret("auth_id")
+    base = (connection.api_base_url or DEFAULT_BASE_URL).rstrip("/")
+    return f"{base}/v1/Account/{auth_id}", httpx.BasicAuth(auth_id, connection.secret("auth_token"))
+
+
+def _account_error(response: httpx.Response) -> SendError:
+    return status_error("plivo", response.status_code, code=HTTP_TABLE.get(response.status_code))
+
+
+def _number(item: dict[str, Any]) -> AccountNumber:
+    digits = str(item["number"]).lstrip("+")
+    alias = item.get("alias")
+    return AccountNumber(
+        number=f"+{digits}",
+        sms=item.get("sms_enabled") is True,
+        mms=item.get("mms_enabled") is True,
+        voice=item.get("voice_enabled") is True,
+        name=alias if isinstance(alias, str) and alias else None,
+    )
+
+
 def _classify_400(error: str) -> ErrorCode:
     text = error.lower()
     if "dst" in text or "destination" in text:
@@ -144,10 +167,54 @@ def _classify_400(error: str) -> ErrorCode:
     return HTTP_TABLE[400]
 
 
+#: Numbers read per request: Plivo's `limit` is at most 20.
+NUMBERS_PAGE_SIZE = 20
+
+
 class PlivoProvider(SmsProvider):
     name: ClassVar[str] = "plivo"
     limits: ClassVar[MessageLimits] = MessageLimits(max_chars={"gsm7": 1600, "ucs2": 737})
     sender_rates: ClassVar[Mapping[NumberType, float] | None] = CARRIER_SENDER_RATES
+
+    @classmethod
+    def check_credentials(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> str:
+        """Fetch the account, `GET /v1/Account/{auth_id}/`."""
+        base, auth = _account(connection)
+        with map_transport_errors():
+            response = http.get(f"{base}/", auth=auth, timeout=timeout)
+        if response.status_code == 200:
+            return "account found"
+        raise _account_error(response)
+
+    @classmethod
+    def list_numbers(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> NumberListing:
+        """`GET /v1/Account/{auth_id}/Number/` with `limit`/`offset`, following `meta.next` to the
+        end or `MAX_NUMBERS`. Plivo gives numbers without the `+`."""
+        base, auth = _account(connection)
+        origin = httpx.URL(base).copy_with(path="/", query=None)
+        url: httpx.URL | None = httpx.URL(f"{base}/Number/", params={"limit": NUMBERS_PAGE_SIZE, "offset": 0})
+        numbers: list[AccountNumber] = []
+        for _ in range(MAX_PAGES):
+            if url is None or len(numbers) > MAX_NUMBERS:
+                break
+            with map_transport_errors():
+                response = http.get(url, auth=auth, timeout=timeout)
+            data = response_json(response)
+            if response.status_code != 200 or not isinstance(data, dict):
+                raise _account_error(response)
+            for item in data.get("objects") or []:
+                if isinstance(item, dict) and item.get("number"):
+                    numbers.append(_number(item))
+            meta = data.get("meta")
+            meta = meta if isinstance(meta, dict) else {}
+            following = meta.get("next")
+            # `next` is a path on the API host ("/v1/Account/MA…/Number/?limit=20&offset=20");
+            # the credentials go nowhere else.
+            url = origin.join(following) if isinstance(following, str) and following else None
+            if url is not None and url.host != origin.host:
+                raise SendError(ErrorCode.PROVIDER_ERROR, "plivo: the next page is on another host")
+        truncated = len(numbers) > MAX_NUMBERS or (url is not None)
+        return NumberListing(tuple(numbers[:MAX_NUMBERS]), truncated=truncated)
 
     def __init__(self, connection: Connection, *, http: httpx.Client) -> None:
         auth_id = connection.secret("auth_id")

@@ -22,6 +22,9 @@ Twilio's own test numbers):
 
 Receipts come through the same machinery as the real providers' (the status poll calls
 `fetch_status`, which reads what `send` recorded for the message id).
+
+The sandbox sends from any number. `SANDBOX_NUMBERS` is what it lists as its account's numbers
+(`config connection numbers`), for the number picker to offer.
 """
 
 from __future__ import annotations
@@ -31,11 +34,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import httpx
 import redis
 
 from producers.contract import SANDBOX_OUTBOX_KEY, ErrorCode, utcnow
+from worker.config.models import Connection
 from worker.errors import SendError
 from worker.providers.base import OutboundSms, Receipt, SmsProvider, receipt_error
+from worker.providers.numbers import AccountNumber, NumberListing, SenderCheck
 from worker.providers.twilio import RECEIPT_ERRORS as TWILIO_RECEIPT_ERRORS
 from worker.receipts import DeliveryStatus, ReceiptUpdate
 
@@ -71,8 +77,28 @@ def receipt_key(message_id: str) -> str:
 OUTBOX_MAXLEN = 10_000
 
 
+#: The sandbox account's documented numbers (README, "The sandbox provider").
+SANDBOX_NUMBERS = (AccountNumber("+15005550006", sms=True, mms=True, voice=True, name="Sandbox sender"),)
+
+
 class SandboxProvider(SmsProvider):
     name: ClassVar[str] = "sandbox"
+
+    @classmethod
+    def check_credentials(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> str:
+        return "the sandbox needs no credentials"
+
+    @classmethod
+    def list_numbers(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> NumberListing:
+        return NumberListing(SANDBOX_NUMBERS, note="the sandbox sends from any number")
+
+    @classmethod
+    def requires_sender(cls, connection: Connection) -> bool:
+        return False
+
+    @classmethod
+    def check_sender(cls, connection: Connection, listing: NumberListing, number: str) -> SenderCheck:
+        return SenderCheck(number, True, "the sandbox sends from any number")
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client

@@ -30,6 +30,14 @@ from worker.providers.base import (
     retry_after_seconds,
     status_error,
 )
+from worker.providers.numbers import (
+    MAX_NUMBERS,
+    MAX_PAGES,
+    AccountNumber,
+    NumberListing,
+    SenderCheck,
+    check_in_listing,
+)
 from worker.receipts import DeliveryStatus, ReceiptUpdate
 
 DEFAULT_BASE_URL = "https://api.telnyx.com"
@@ -148,10 +156,125 @@ def telnyx_idempotency_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+#: Numbers read per request (`page[size]`: Telnyx's default is 20, its most 250).
+NUMBERS_PAGE_SIZE = 100
+
+
+def _profile_id(connection: Connection) -> str | None:
+    profile = connection.credentials.get("messaging_profile_id")
+    return profile.get_secret_value() if profile else None
+
+
+def _get(
+    connection: Connection, http: httpx.Client, path: str, params: dict[str, int], timeout: float
+) -> httpx.Response:
+    base = (connection.api_base_url or DEFAULT_BASE_URL).rstrip("/")
+    headers = {"Authorization": f"Bearer {connection.secret('api_key')}"}
+    with map_transport_errors():
+        return http.get(base + path, params=params, headers=headers, timeout=timeout)
+
+
+def _pages(
+    connection: Connection, http: httpx.Client, path: str, timeout: float
+) -> tuple[list[dict[str, Any]], bool]:
+    """Every item of a paged list (bounded) and whether some were left unread."""
+    items: list[dict[str, Any]] = []
+    for page in range(1, MAX_PAGES + 1):
+        params = {"page[number]": page, "page[size]": NUMBERS_PAGE_SIZE}
+        response = _get(connection, http, path, params, timeout)
+        data = response_json(response)
+        if response.status_code != 200 or not isinstance(data, dict):
+            raise _account_error(response)
+        items += [item for item in data.get("data") or [] if isinstance(item, dict)]
+        meta = data.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
+        total_pages = meta.get("total_pages")
+        if not isinstance(total_pages, int) or page >= total_pages:
+            return items[:MAX_NUMBERS], len(items) > MAX_NUMBERS
+        if len(items) >= MAX_NUMBERS:
+            return items[:MAX_NUMBERS], True
+    return items[:MAX_NUMBERS], True
+
+
+def _account_error(response: httpx.Response) -> SendError:
+    data = response_json(response)
+    errors = data.get("errors") if isinstance(data, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    code = str(first["code"]) if first.get("code") is not None else None
+    return status_error(
+        "telnyx",
+        response.status_code,
+        code=ERROR_TABLE.get(code) if code else None,
+        provider_code=code,
+    )
+
+
 class TelnyxProvider(SmsProvider):
     name: ClassVar[str] = "telnyx"
     limits: ClassVar[MessageLimits] = MessageLimits(max_parts=10, parts_source="Telnyx's limit")
     sender_rates: ClassVar[Mapping[NumberType, float] | None] = CARRIER_SENDER_RATES
+
+    @classmethod
+    def check_credentials(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> str:
+        """`GET /v2/messaging_profiles/{id}` when the connection names a profile, else `GET /v2/balance`."""
+        profile = _profile_id(connection)
+        path = f"/v2/messaging_profiles/{profile}" if profile else "/v2/balance"
+        response = _get(connection, http, path, {}, timeout)
+        if response.status_code == 200:
+            return "messaging profile found" if profile else "api key accepted"
+        if response.status_code == 404 and profile:
+            raise SendError(ErrorCode.SENDER_INVALID, "telnyx answered 404: no such messaging_profile_id")
+        raise _account_error(response)
+
+    @classmethod
+    def list_numbers(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> NumberListing:
+        """`GET /v2/phone_numbers` (status, voice connection, messaging profile, customer reference)
+        joined with `GET /v2/phone_numbers/messaging` (the SMS and MMS features), both paged with
+        `page[number]`/`page[size]` to `meta.total_pages` or `MAX_NUMBERS`.
+
+        SMS-capable means Telnyx reports SMS features and the number is on a messaging profile (it
+        cannot send otherwise); voice means it is assigned to a voice connection."""
+        numbers, truncated = _pages(connection, http, "/v2/phone_numbers", timeout)
+        messaging, more = _pages(connection, http, "/v2/phone_numbers/messaging", timeout)
+        features = {str(item.get("phone_number")): item.get("features") for item in messaging}
+        listed: list[AccountNumber] = []
+        for item in numbers:
+            number = str(item.get("phone_number") or "")
+            if not number:
+                continue
+            found = features.get(number)
+            feature_set = found if isinstance(found, dict) else {}
+            profile = item.get("messaging_profile_id") or None
+            reference = item.get("customer_reference")
+            listed.append(
+                AccountNumber(
+                    number=number,
+                    sms=bool(feature_set.get("sms")) and profile is not None,
+                    mms=bool(feature_set.get("mms")) and profile is not None,
+                    voice=item.get("connection_id") is not None,
+                    name=reference if isinstance(reference, str) and reference else None,
+                    status=str(item["status"]) if item.get("status") else None,
+                    messaging_profile_id=str(profile) if profile else None,
+                    messaging_profile_name=item.get("messaging_profile_name") or None,
+                )
+            )
+        return NumberListing(tuple(listed), truncated=truncated or more)
+
+    @classmethod
+    def requires_sender(cls, connection: Connection) -> bool:
+        """With a messaging profile, Telnyx picks the sender from the profile's number pool."""
+        return _profile_id(connection) is None
+
+    @classmethod
+    def check_sender(cls, connection: Connection, listing: NumberListing, number: str) -> SenderCheck:
+        """As usual, and a connection that names a messaging profile sends only from its numbers
+        (Telnyx refuses others with 40305)."""
+        check = check_in_listing(listing, number)
+        profile = _profile_id(connection)
+        found = listing.find(number)
+        if check.ok and profile and found is not None and found.messaging_profile_id != profile:
+            return SenderCheck(number, False, "on the account but on another messaging profile")
+        return check
 
     def __init__(self, connection: Connection, *, http: httpx.Client) -> None:
         base = (connection.api_base_url or DEFAULT_BASE_URL).rstrip("/")

@@ -7,12 +7,16 @@ endpoint, or a fake in tests) — `edge`/`region` would mangle such a URL.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import httpx
 import requests
 from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -34,6 +38,7 @@ from worker.providers.base import (
     retry_after_seconds,
     status_error,
 )
+from worker.providers.numbers import MAX_NUMBERS, AccountNumber, NumberListing
 from worker.receipts import DeliveryStatus, ReceiptUpdate
 
 try:  # twilio >= 9.10: RFC 9457 problem details; not a subclass of TwilioRestException
@@ -170,12 +175,47 @@ class _PerThreadResponseClient(TwilioHttpClient):  # type: ignore[misc]
         return dict(response.headers) if response is not None and response.headers else {}
 
 
+#: IncomingPhoneNumbers read per request (Twilio's default is 50, its most 1,000).
+NUMBERS_PAGE_SIZE = 100
+
+
 class TwilioProvider(SmsProvider):
     name: ClassVar[str] = "twilio"
     limits: ClassVar[MessageLimits] = MessageLimits(
         max_parts=10, max_chars={"gsm7": 1600, "ucs2": 1600}, parts_source="Twilio's advice: 10 segments"
     )
     sender_rates: ClassVar[Mapping[NumberType, float] | None] = CARRIER_SENDER_RATES
+
+    @classmethod
+    def check_credentials(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> str:
+        """Fetch the account (`GET /2010-04-01/Accounts/{sid}.json`): it must exist and be active."""
+        sid = connection.secret("account_sid")
+        with _account_client(connection, timeout) as client:
+            account = client.api.v2010.accounts(sid).fetch()
+        if account.status != "active":
+            raise SendError(ErrorCode.AUTH_FAILED, f"the twilio account is {account.status}")
+        return "account active"
+
+    @classmethod
+    def list_numbers(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> NumberListing:
+        """`GET /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json`, following `next_page_uri`
+        (the SDK's paging) to the end or `MAX_NUMBERS`."""
+        numbers: list[AccountNumber] = []
+        with _account_client(connection, timeout) as client:
+            records = client.incoming_phone_numbers.stream(page_size=NUMBERS_PAGE_SIZE, limit=MAX_NUMBERS + 1)
+            for record in records:
+                capabilities = record.capabilities if isinstance(record.capabilities, dict) else {}
+                numbers.append(
+                    AccountNumber(
+                        number=str(record.phone_number),
+                        sms=capabilities.get("sms") is True,
+                        mms=capabilities.get("mms") is True,
+                        voice=capabilities.get("voice") is True,
+                        name=record.friendly_name or None,
+                        status=record.status or None,
+                    )
+                )
+        return NumberListing(tuple(numbers[:MAX_NUMBERS]), truncated=len(numbers) > MAX_NUMBERS)
 
     def __init__(self, connection: Connection, *, timeout: float, pool_size: int = 64) -> None:
         self._http = _PerThreadResponseClient(timeout=timeout, pool_size=pool_size)
@@ -265,6 +305,59 @@ class TwilioProvider(SmsProvider):
             "DateUpdated": message.date_updated.isoformat() if message.date_updated else None,
         }
         return self.receipt({k: v for k, v in fields.items() if v is not None}, source="poll")
+
+
+@contextlib.contextmanager
+def _account_client(connection: Connection, timeout: float) -> Iterator[Client]:
+    """An SDK client for one CLI request; every SDK or transport error leaves as a `SendError`."""
+    # The SDK logs every request at INFO (URL and headers); keep it quiet here too.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+    http = TwilioHttpClient(timeout=timeout)
+    client = Client(
+        connection.secret("account_sid"),
+        connection.secret("auth_token"),
+        http_client=http,
+        environment={"TWILIO_IGNORE_ENVIRONMENT": "1"},
+    )
+    if connection.api_base_url:
+        client.api.base_url = connection.api_base_url.rstrip("/")
+    try:
+        yield client
+    except TwilioRestException as exc:
+        raise _account_error(int(exc.status or 0), exc.code if isinstance(exc.code, int) else None) from None
+    except requests.exceptions.RequestException as exc:
+        raise translate_requests_error(exc) from None
+    except TwilioException as exc:
+        # A list page that is not 200 comes as TwilioException("Unable to fetch page", response).
+        response = exc.args[1] if len(exc.args) > 1 else None
+        if isinstance(response, Response):
+            raise _account_error(response.status_code, _code_of(response.text)) from None
+        raise SendError(ErrorCode.PROVIDER_ERROR, f"twilio: {type(exc).__name__}") from None
+    finally:
+        http.session.close()
+
+
+def _code_of(text: str) -> int | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    code = data.get("code") if isinstance(data, dict) else None
+    return code if isinstance(code, int) else None
+
+
+def _account_error(status: int, code: int | None) -> SendError:
+    # Twilio's own message quotes the request URL (with the account SID): say it in our words.
+    detail = {20003: "authentication failed", 20404: "no such account for these credentials"}.get(
+        code or 0, ""
+    )
+    return status_error(
+        "twilio",
+        status,
+        code=ERROR_TABLE.get(code) if code is not None else None,
+        provider_code=code if code is not None else status,
+        detail=detail,
+    )
 
 
 def translate_requests_error(exc: requests.exceptions.RequestException) -> SendError:
