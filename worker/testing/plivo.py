@@ -1,11 +1,14 @@
 """`FakePlivo`: Plivo's send-message endpoint (Messaging API v1).
 
     POST /v1/Account/{auth_id}/Message/   (trailing slash; JSON; HTTP Basic auth_id:auth_token)
+    GET  /v1/Account/{auth_id}/           (the account: what `connection test` fetches)
+    GET  /v1/Account/{auth_id}/Number/    (the account's numbers: `limit` ≤ 20 and `offset`, with `meta`)
 
 Answers like Plivo (reference/providers.md §2): 202 `{api_id, message: "message(s) queued",
 message_uuid: [...]}` (plus `invalid_number` when some of several `<`-separated destinations are
 invalid), or `{api_id, error}` with 400/401/403/404/429/500. Plivo publishes no OpenAPI spec, so
-requests are checked against `PlivoMessageRequest`, a strict model of the documented fields.
+requests are checked against `PlivoMessageRequest` and `PlivoNumbersQuery`, strict models of the
+documented fields.
 Plivo has no magic numbers; this fake borrows Twilio's: `INVALID_DST` and `GEO_BLOCKED_DST`.
 """
 
@@ -13,11 +16,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
-from typing import Final, Literal, Unpack
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal, Unpack
+from urllib.parse import urlencode
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
+from worker.testing.accounts import OwnedNumber, owned, page_bounds
 from worker.testing.actions import Error
 from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
 from worker.testing.numbers import is_gsm7
@@ -29,10 +34,16 @@ INVALID_DST: Final = "15005550001"
 """A destination this fake treats as invalid (listed in `invalid_number`; 400 when it is the only one)."""
 GEO_BLOCKED_DST: Final = "15005550003"
 """A destination outside the account's geo permissions: 403, as Plivo answers for a blocked country."""
+DEFAULT_NUMBERS: Final = ("+14155550100",)
+"""The account's numbers unless `numbers=` says otherwise: the sender the tests use."""
+MAX_LIMIT: Final = 20
+"""Plivo's most numbers per list page (docs "List account phone numbers"), also its default."""
 MAX_GSM7_CHARS: Final = 1600
 MAX_UCS2_CHARS: Final = 737
 
 _SEND_PATH = re.compile(r"^/v1/Account/(?P<auth_id>[^/]+)/Message/$")
+_ACCOUNT_PATH = re.compile(r"^/v1/Account/(?P<auth_id>[^/]+)/$")
+_NUMBERS_PATH = re.compile(r"^/v1/Account/(?P<auth_id>[^/]+)/Number/$")
 _DST_STRIP = re.compile(r"[\s/\-.+()]")  # Plivo ignores these characters in numbers
 _DST_NUMBER = re.compile(r"^[1-9]\d{6,14}$")
 _ERRORS: Final[Mapping[int, str]] = {
@@ -72,6 +83,20 @@ class PlivoMessageRequest(BaseModel):
     dlt_template_category: str | None = None
 
 
+class PlivoNumbersQuery(BaseModel):
+    """The list-numbers query as Plivo documents it (docs "List account phone numbers")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["local", "mobile", "fixed", "national", "tollfree"] | None = None
+    number_startswith: str | None = Field(default=None, pattern=r"^\d+$")
+    subaccount: str | None = None
+    alias: str | None = None
+    services: Literal["voice", "sms", "mms", "voice,sms", "voice,sms,mms"] | None = None
+    limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0)
+
+
 def plivo_error(status: int, error: str | None = None, headers: Mapping[str, str] | None = None) -> Response:
     """Plivo's error body `{api_id, error}`."""
     body = {"api_id": str(uuid.uuid4()), "error": error or _ERRORS.get(status, "error")}
@@ -79,19 +104,21 @@ def plivo_error(status: int, error: str | None = None, headers: Mapping[str, str
 
 
 class FakePlivo(FakeServer):
-    """Fake Plivo Messages API."""
+    """Fake Plivo Messages API; `numbers` are what the account lists."""
 
     def __init__(
         self,
         auth_id: str = DEFAULT_AUTH_ID,
         auth_token: str = DEFAULT_AUTH_TOKEN,
         *,
+        numbers: Iterable[OwnedNumber | str] | None = None,
         validate: bool = True,
         **options: Unpack[ServerOptions],
     ) -> None:
         super().__init__(**options)
         self.auth_id = auth_id
         self.auth_token = auth_token
+        self.numbers = owned(numbers, DEFAULT_NUMBERS)
         self.validate = validate
 
     @property
@@ -102,6 +129,10 @@ class FakePlivo(FakeServer):
     def check(self, request: RecordedRequest) -> list[str]:
         if not self.validate:
             return []
+        if request.method == "GET" and _ACCOUNT_PATH.match(request.path):
+            return [] if request.basic_auth() else ["missing HTTP Basic credentials"]
+        if request.method == "GET" and _NUMBERS_PATH.match(request.path):
+            return _numbers_query_violations(request)
         if request.method != "POST" or _SEND_PATH.match(request.path) is None:
             expected = "POST /v1/Account/{auth_id}/Message/"
             return [f"no such endpoint: {request.method} {request.path} (expected {expected})"]
@@ -121,6 +152,9 @@ class FakePlivo(FakeServer):
         return plivo_error(error.status, error.message, error.headers)
 
     def handle(self, request: RecordedRequest) -> Response:
+        account = self._account_request(request)
+        if account is not None:
+            return account
         match = _SEND_PATH.match(request.path)
         if match is None:
             return plivo_error(404)
@@ -177,3 +211,111 @@ class FakePlivo(FakeServer):
         if invalid:
             answer["invalid_number"] = invalid
         return Response.json(202, answer)
+
+    # -- the account and its numbers ---------------------------------------------------------------
+    def _account_request(self, request: RecordedRequest) -> Response | None:
+        """The answer to an account fetch or a numbers list, None for any other request."""
+        account, numbers = _ACCOUNT_PATH.match(request.path), _NUMBERS_PATH.match(request.path)
+        if request.method != "GET" or (account is None and numbers is None):
+            return None
+        if request.basic_auth() != (self.auth_id, self.auth_token):
+            return plivo_error(401)
+        if (account or numbers)["auth_id"] != self.auth_id:  # type: ignore[index]  # one matched
+            return plivo_error(404)
+        if request.violations:
+            return plivo_error(400, "; ".join(request.violations))
+        if account is not None:
+            return Response.json(200, self._account())
+        return Response.json(200, self._numbers_page(request))
+
+    def _account(self) -> dict[str, Any]:
+        return {
+            "account_type": "standard",
+            "address": "",
+            "api_id": str(uuid.uuid4()),
+            "auth_id": self.auth_id,
+            "auto_recharge": False,
+            "billing_mode": "prepaid",
+            "cash_credits": "10.00000",
+            "city": "",
+            "name": "Fake Plivo account",
+            "resource_uri": f"/v1/Account/{self.auth_id}/",
+            "state": "",
+            "timezone": "America/Los_Angeles",
+        }
+
+    def _numbers_page(self, request: RecordedRequest) -> dict[str, Any]:
+        """One page: `limit` numbers from `offset`, with `meta.next` / `meta.previous` as paths."""
+        query = PlivoNumbersQuery.model_validate(_first_values(request))
+        listed = [n for n in self.numbers if _matches(n, query)]
+        start, end = page_bounds(len(listed), query.offset, query.limit)
+        path = f"/v1/Account/{self.auth_id}/Number/"
+        filters = query.model_dump(exclude_none=True, exclude={"limit", "offset"})
+
+        def uri(offset: int) -> str:
+            return f"{path}?{urlencode({**filters, 'limit': query.limit, 'offset': offset})}"
+
+        return {
+            "api_id": str(uuid.uuid4()),
+            "meta": {
+                "limit": query.limit,
+                "next": uri(end) if end < len(listed) else None,
+                "offset": query.offset,
+                "previous": uri(max(start - query.limit, 0)) if start > 0 else None,
+                "total_count": len(listed),
+            },
+            "objects": [self._number(n) for n in listed[start:end]],
+        }
+
+    def _number(self, number: OwnedNumber) -> dict[str, Any]:
+        digits = number.number.lstrip("+")
+        return {
+            "added_on": "2024-01-02",
+            "alias": number.name,
+            "application": f"/v1/Account/{self.auth_id}/Application/{number.digit_id(17)}/",
+            "carrier": "Plivo",
+            "cnam_lookup": "disabled",
+            "monthly_rental_rate": "0.50000",
+            "mms_enabled": number.mms,
+            "mms_rate": "0.00000",
+            "number": digits,  # Plivo gives numbers without the plus
+            "number_type": "local",
+            "region": "California, UNITED STATES",
+            "renewal_date": "2026-12-02",
+            "resource_uri": f"/v1/Account/{self.auth_id}/Number/{digits}/",
+            "sms_enabled": number.sms,
+            "sms_rate": "0.00000",
+            "sub_account": None,
+            "tendlc_campaign_id": None,
+            "tendlc_registration_status": "COMPLETED" if number.sms else None,
+            "toll_free_sms_verification": None,
+            "voice_enabled": number.voice,
+            "voice_rate": "0.00850",
+        }
+
+
+def _first_values(request: RecordedRequest) -> dict[str, str]:
+    return {name: values[0] for name, values in request.query.items() if values}
+
+
+def _numbers_query_violations(request: RecordedRequest) -> list[str]:
+    violations = [] if request.basic_auth() else ["missing HTTP Basic credentials"]
+    repeated = sorted(name for name, values in request.query.items() if len(values) > 1)
+    if repeated:
+        violations.append(f"repeated query parameter(s): {', '.join(repeated)}")
+    try:
+        PlivoNumbersQuery.model_validate(
+            {name: values[0] for name, values in request.query.items() if values}
+        )
+    except ValidationError as exc:
+        violations += [f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()]
+    return violations
+
+
+def _matches(number: OwnedNumber, query: PlivoNumbersQuery) -> bool:
+    if query.number_startswith and not number.number.lstrip("+").startswith(query.number_startswith):
+        return False
+    if query.alias is not None and number.name != query.alias:
+        return False
+    wanted = query.services.split(",") if query.services else []
+    return all(getattr(number, service) for service in wanted)

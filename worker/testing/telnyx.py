@@ -1,6 +1,8 @@
 """`FakeTelnyx`: Telnyx's send-message endpoint (API v2 Messaging).
 
     POST /v2/messages   (JSON; Authorization: Bearer <API key>; optional Idempotency-Key)
+    GET  /v2/balance, /v2/messaging_profiles/{id}       (what `connection test` fetches)
+    GET  /v2/phone_numbers, /v2/phone_numbers/messaging (`numbers`: page[number]/page[size] and `meta`)
 
 Answers like Telnyx (reference/providers.md §3): 200 `{"data": OutboundMessagePayload}` with the
 `x-ratelimit-limit/-remaining/-reset` headers, or `{"errors": [{"code": "40310", "title", "detail",
@@ -21,11 +23,12 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Self, Unpack
 
+from worker.testing.accounts import OwnedNumber, owned, page_bounds
 from worker.testing.actions import Error
 from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
 from worker.testing.numbers import E164, is_gsm7, sms_segments
@@ -38,6 +41,10 @@ DEFAULT_API_KEY: Final = "KEY0123456789ABCDEF_fake-telnyx-api-key"
 DEFAULT_MESSAGING_PROFILE_ID: Final = "4000eba1-a0c0-4563-9925-b25e842a7cb6"
 POOL_NUMBER: Final = "+18445550001"
 """The sender the fake reports when a message goes out through a messaging profile's number pool."""
+DEFAULT_NUMBERS: Final = (POOL_NUMBER,)
+"""The account's numbers unless `numbers=` says otherwise: the sender the tests use."""
+DEFAULT_PAGE_SIZE: Final = 20
+MAX_PAGE_SIZE: Final = 250
 MAX_PARTS: Final = 10
 """Telnyx's response schema caps `parts` at 10; longer texts get 400 10015 here."""
 IDEMPOTENCY_TTL: Final = 24 * 3600.0
@@ -113,11 +120,13 @@ class FakeTelnyx(FakeServer):
         rate_limit: int = 1_000_000,
         rate_limit_window: float = 1.0,
         idempotency_ttl: float = IDEMPOTENCY_TTL,
+        numbers: Iterable[OwnedNumber | str] | None = None,
         validate: bool = True,
         **options: Unpack[ServerOptions],
     ) -> None:
         super().__init__(**options)
         self.api_key = api_key
+        self.numbers = owned(numbers, DEFAULT_NUMBERS)
         self.rate_limit = rate_limit
         self.rate_limit_window = rate_limit_window
         self.idempotency_ttl = idempotency_ttl
@@ -153,6 +162,9 @@ class FakeTelnyx(FakeServer):
         self._window_start, self._window_count = time.monotonic(), 0
 
     def handle(self, request: RecordedRequest) -> Response:
+        account = self._account_request(request)
+        if account is not None:
+            return account
         if request.path != "/v2/messages":
             return telnyx_error(10005, 404)
         if request.method != "POST":
@@ -302,6 +314,137 @@ class FakeTelnyx(FakeServer):
             "smart_encoding_applied": False,
             "errors": [],
         }
+
+    # -- the account and its numbers ---------------------------------------------------------------
+    def _account_request(self, request: RecordedRequest) -> Response | None:
+        """The answer to a balance, messaging-profile or numbers request, None for any other."""
+        path = request.path
+        known = path in ("/v2/balance", "/v2/phone_numbers", "/v2/phone_numbers/messaging")
+        if request.method != "GET" or not (known or path.startswith("/v2/messaging_profiles/")):
+            return None
+        if request.bearer_token() != self.api_key:
+            return telnyx_error(10009, 401)
+        if request.violations:
+            return telnyx_error(10015, 400, "; ".join(request.violations))
+        if path == "/v2/balance":
+            balance = {"available_credit": "400.00", "balance": "300.00", "credit_limit": "100.00"}
+            return Response.json(200, {"data": {**balance, "currency": "USD", "record_type": "balance"}})
+        if path.startswith("/v2/messaging_profiles/"):
+            profile = path.removeprefix("/v2/messaging_profiles/")
+            if profile not in self.messaging_profiles:
+                return telnyx_error(10005, 404)
+            return Response.json(200, {"data": self._profile(profile)})
+        render = self._number if path == "/v2/phone_numbers" else self._messaging_settings
+        return Response.json(200, self._numbers_page(request, render))
+
+    @property
+    def messaging_profiles(self) -> frozenset[str]:
+        """The ids of the account's messaging profiles: the fake's own and any a number names."""
+        named = {n.messaging_profile_id for n in self.numbers if n.messaging_profile_id}
+        return frozenset({DEFAULT_MESSAGING_PROFILE_ID, *named})
+
+    def profile_of(self, number: OwnedNumber) -> str | None:
+        """The messaging profile `number` is on (None: on none, it cannot send SMS)."""
+        if number.messaging_profile_id is not None:
+            return number.messaging_profile_id
+        return DEFAULT_MESSAGING_PROFILE_ID if number.sms else None
+
+    def _numbers_page(
+        self, request: RecordedRequest, render: Callable[[OwnedNumber], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """One page of `page[size]` (default 20, at most 250) items, page `page[number]` (from 1)."""
+        query = {name: values[0] for name, values in request.query.items() if values}
+        size = min(int(query.get("page[size]", DEFAULT_PAGE_SIZE)), MAX_PAGE_SIZE)
+        number = int(query.get("page[number]", 1))
+        start, end = page_bounds(len(self.numbers), (number - 1) * size, size)
+        meta = {
+            "page_number": number,
+            "page_size": size,
+            "total_pages": max(1, math.ceil(len(self.numbers) / size)),
+            "total_results": len(self.numbers),
+        }
+        return {"data": [render(n) for n in self.numbers[start:end]], "meta": meta}
+
+    def _number(self, number: OwnedNumber) -> dict[str, Any]:
+        """A PhoneNumberDetailed (`GET /v2/phone_numbers`)."""
+        profile = self.profile_of(number)
+        created = "2024-01-02T03:04:05.000Z"
+        return {
+            "activated_at": created,
+            "billing_group_id": None,
+            "call_forwarding_enabled": True,
+            "call_recording_enabled": False,
+            "caller_id_name_enabled": False,
+            "cnam_listing_enabled": False,
+            "connection_id": number.digit_id() if number.voice else None,
+            "connection_name": "fake-voice-connection" if number.voice else None,
+            "country_iso_alpha2": "US",
+            "created_at": created,
+            "customer_reference": number.name,
+            "deletion_lock_enabled": False,
+            "emergency_address_id": None,
+            "emergency_enabled": False,
+            "emergency_status": "disabled",
+            "external_pin": None,
+            "hd_voice_enabled": False,
+            "id": number.digit_id(),
+            "inbound_call_screening": "disabled",
+            "messaging_profile_id": profile,
+            "messaging_profile_name": _profile_name(profile),
+            "phone_number": number.number,
+            "phone_number_type": "toll_free" if number.number.startswith(("+1844", "+1866")) else "local",
+            "purchased_at": created,
+            "record_type": "phone_number",
+            "source_type": "number_order",
+            "status": "active",
+            "t38_fax_gateway_enabled": False,
+            "tags": [],
+            "updated_at": created,
+        }
+
+    def _messaging_settings(self, number: OwnedNumber) -> dict[str, Any]:
+        """A PhoneNumberWithMessagingSettings (`GET /v2/phone_numbers/messaging`): `features.sms`
+        and `features.mms` are null where the number cannot do them."""
+        features = {"domestic_two_way": True, "international_inbound": True, "international_outbound": True}
+        created = "2024-01-02T03:04:05.000Z"
+        return {
+            "country_code": "US",
+            "created_at": created,
+            "eligible_messaging_products": ["A2P"],
+            "features": {"sms": features if number.sms else None, "mms": features if number.mms else None},
+            "id": number.digit_id(),
+            "messaging_product": "A2P",
+            "messaging_profile_id": self.profile_of(number),
+            "organization_id": self.organization_id,
+            "phone_number": number.number,
+            "record_type": "messaging_settings",
+            "tags": [],
+            "traffic_type": "A2P",
+            "type": "tollfree" if number.number.startswith(("+1844", "+1866")) else "longcode",
+            "updated_at": created,
+        }
+
+    def _profile(self, profile: str) -> dict[str, Any]:
+        created = "2024-01-02T03:04:05.000Z"
+        return {
+            "created_at": created,
+            "enabled": True,
+            "id": profile,
+            "name": _profile_name(profile),
+            "organization_id": self.organization_id,
+            "record_type": "messaging_profile",
+            "updated_at": created,
+            "webhook_api_version": "2",
+            "webhook_failover_url": "",
+            "webhook_url": "",
+            "whitelisted_destinations": ["US"],
+        }
+
+
+def _profile_name(profile: str | None) -> str | None:
+    if profile is None:
+        return None
+    return "Fake messaging profile" if profile == DEFAULT_MESSAGING_PROFILE_ID else f"Profile {profile[:8]}"
 
 
 def _with_headers(response: Response, headers: Mapping[str, str]) -> Response:

@@ -2,6 +2,8 @@
 
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json         (form-encoded; HTTP Basic)
     GET  /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json   (the message's status, error_code)
+    GET  /2010-04-01/Accounts/{Sid}.json                         (the account: what `connection test` fetches)
+    GET  /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json   (`numbers`, in Twilio's paging)
 
 HTTP Basic is AccountSid:AuthToken.
 
@@ -32,6 +34,7 @@ from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
+from worker.testing.accounts import OwnedNumber, owned, page_bounds
 from worker.testing.actions import Error
 from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
 from worker.testing.numbers import E164, opt_out_type, sms_segments
@@ -43,6 +46,10 @@ API_HOST: Final = "https://api.twilio.com"
 SPEC_FILE: Final = "twilio/twilio_api_v2010.json"
 DEFAULT_ACCOUNT_SID: Final = "AC0123456789abcdef0123456789abcdef"
 DEFAULT_AUTH_TOKEN: Final = "fake-twilio-auth-token"
+DEFAULT_NUMBERS: Final = ("+15005550006", "+14155550000")
+"""The account's numbers unless `numbers=` says otherwise: the senders the tests use."""
+DEFAULT_PAGE_SIZE: Final = 50
+MAX_PAGE_SIZE: Final = 1000
 MAX_BODY_CHARS: Final = 1600
 SPEC_VIOLATION_CODE: Final = 70002
 """Twilio's "Bad request": the body or parameters do not match the API's expected schema."""
@@ -91,6 +98,8 @@ DELIVERY_ERRORS: Final[Mapping[int, str]] = {
 
 _SEND_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 _FETCH_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages/(?P<message>[^/]+)\.json$")
+_ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)\.json$")
+_NUMBERS_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/IncomingPhoneNumbers\.json$")
 _FORM = "application/x-www-form-urlencoded"
 
 
@@ -108,7 +117,10 @@ def twilio_error(
 
 
 class FakeTwilio(WebhookFake):
-    """Fake Twilio Messages API. `owned_numbers`, when given, makes any other `From` fail with 21606."""
+    """Fake Twilio Messages API. `owned_numbers`, when given, makes any other `From` fail with 21606.
+
+    `numbers` are what the account lists (`IncomingPhoneNumbers`); `account_status` is what the
+    account fetch reports (`active`, `suspended`, `closed`)."""
 
     def __init__(
         self,
@@ -116,6 +128,8 @@ class FakeTwilio(WebhookFake):
         auth_token: str = DEFAULT_AUTH_TOKEN,
         *,
         owned_numbers: Iterable[str] | None = None,
+        numbers: Iterable[OwnedNumber | str] | None = None,
+        account_status: str = "active",
         validate: bool = True,
         **options: Unpack[ServerOptions],
     ) -> None:
@@ -123,6 +137,8 @@ class FakeTwilio(WebhookFake):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.owned_numbers = frozenset(owned_numbers) if owned_numbers is not None else None
+        self.numbers = owned(numbers, DEFAULT_NUMBERS)
+        self.account_status = account_status
         self.contract: OpenApiContract | None = contract(SPEC_FILE, API_HOST) if validate else None
         self._messages = MessageStore()
 
@@ -161,6 +177,9 @@ class FakeTwilio(WebhookFake):
         self._messages.clear()
 
     def handle(self, request: RecordedRequest) -> Response:
+        account = self._account_request(request)
+        if account is not None:
+            return account
         if (fetch := _FETCH_PATH.match(request.path)) is not None and request.method == "GET":
             return self._fetch(request, fetch["sid"], fetch["message"])
         match = _SEND_PATH.match(request.path)
@@ -363,3 +382,145 @@ class FakeTwilio(WebhookFake):
             "X-Twilio-Signature": signature,
         }
         return Webhook(url, "POST", headers, urlencode(fields).encode())
+
+    # -- the account and its numbers ---------------------------------------------------------------
+    def _account_request(self, request: RecordedRequest) -> Response | None:
+        """The answer to an account fetch or a numbers list, None for any other request."""
+        account, numbers = _ACCOUNT_PATH.match(request.path), _NUMBERS_PATH.match(request.path)
+        if request.method != "GET" or (account is None and numbers is None):
+            return None
+        if request.basic_auth() != (self.account_sid, self.auth_token):
+            return twilio_error(20003, 401, headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
+        sid = (account or numbers)["sid"]  # type: ignore[index]  # one of them matched
+        if sid != self.account_sid:
+            return twilio_error(20404, 404, f"The requested resource {request.path} was not found")
+        if request.violations:
+            return twilio_error(SPEC_VIOLATION_CODE, 400, "Bad request: " + "; ".join(request.violations))
+        if account is not None:
+            return Response.json(200, self._account())
+        return Response.json(200, self._numbers_page(request))
+
+    def _account(self) -> dict[str, Any]:
+        uri = f"/2010-04-01/Accounts/{self.account_sid}"
+        created = format_datetime(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+        return {
+            "auth_token": self.auth_token,  # Twilio does return it; nothing here may print it
+            "date_created": created,
+            "date_updated": created,
+            "friendly_name": "Fake Twilio account",
+            "owner_account_sid": self.account_sid,
+            "sid": self.account_sid,
+            "status": self.account_status,
+            "subresource_uris": {"incoming_phone_numbers": f"{uri}/IncomingPhoneNumbers.json"},
+            "type": "Full",
+            "uri": f"{uri}.json",
+        }
+
+    def _numbers_page(self, request: RecordedRequest) -> dict[str, Any]:
+        """One page as Twilio pages: `PageSize` (default 50, at most 1000), `Page` (the index, client
+        state) and `PageToken` (`PA` + the SID of the last number of the previous page; `PB` + the
+        first SID of the following page, backwards), with `next_page_uri` / `previous_page_uri`."""
+        query = {name: values[0] for name, values in request.query.items() if values}
+        size = min(int(query.get("PageSize", DEFAULT_PAGE_SIZE)), MAX_PAGE_SIZE)
+        page = int(query.get("Page", 0))
+        listed = [n for n in self.numbers if _matches(n, query.get("PhoneNumber"), query.get("FriendlyName"))]
+        sids = [_number_sid(n) for n in listed]
+        token = query.get("PageToken", "")
+        if token[:2] == "PA" and token[2:] in sids:
+            offset = sids.index(token[2:]) + 1
+        elif token[:2] == "PB" and token[2:] in sids:
+            offset = max(sids.index(token[2:]) - size, 0)
+        else:
+            offset = page * size
+        start, end = page_bounds(len(listed), offset, size)
+        path = self.numbers_path
+        filters: dict[str, str] = {k: query[k] for k in ("PhoneNumber", "FriendlyName") if k in query}
+
+        def uri(**params: Any) -> str:
+            fields: dict[str, Any] = {**filters, "PageSize": size, **params}
+            return f"{path}?{urlencode(fields)}"
+
+        return {
+            "end": max(end - 1, start),
+            "first_page_uri": uri(Page=0),
+            "incoming_phone_numbers": [self._number(n) for n in listed[start:end]],
+            "next_page_uri": uri(Page=page + 1, PageToken="PA" + sids[end - 1])
+            if end < len(listed)
+            else None,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": uri(Page=page - 1, PageToken="PB" + sids[start]) if start > 0 else None,
+            "start": start,
+            "uri": f"{path}?{urlencode(query)}" if query else path,
+        }
+
+    @property
+    def numbers_path(self) -> str:
+        """The IncomingPhoneNumbers list path for this account."""
+        return f"/2010-04-01/Accounts/{self.account_sid}/IncomingPhoneNumbers.json"
+
+    def _number(self, number: OwnedNumber) -> dict[str, Any]:
+        sid = _number_sid(number)
+        created = format_datetime(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+        return {
+            "account_sid": self.account_sid,
+            "address_requirements": "none",
+            "address_sid": None,
+            "api_version": "2010-04-01",
+            "beta": False,
+            "capabilities": {"voice": number.voice, "sms": number.sms, "mms": number.mms, "fax": False},
+            "date_created": created,
+            "date_updated": created,
+            "emergency_status": "Inactive",
+            "emergency_address_sid": None,
+            "emergency_address_status": "unregistered",
+            "friendly_name": number.name if number.name is not None else _national(number.number),
+            "identity_sid": None,
+            "origin": "twilio",
+            "phone_number": number.number,
+            "sid": sid,
+            "sms_application_sid": None,
+            "sms_fallback_method": "POST",
+            "sms_fallback_url": "",
+            "sms_method": "POST",
+            "sms_url": "",
+            "status_callback": "",
+            "status_callback_method": "POST",
+            "trunk_sid": None,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/IncomingPhoneNumbers/{sid}.json",
+            "voice_application_sid": None,
+            "voice_caller_id_lookup": False,
+            "voice_fallback_method": "POST",
+            "voice_fallback_url": None,
+            "voice_method": "POST",
+            "voice_url": None,
+            "bundle_sid": None,
+            "voice_receive_mode": "voice",
+            "status": "in-use",
+            "type": "local",
+        }
+
+
+def _number_sid(number: OwnedNumber) -> str:
+    return "PN" + number.hex_id()
+
+
+def _national(number: str) -> str:
+    """Twilio's default friendly name of a NANP number: "(415) 555-0000"."""
+    digits = number.removeprefix("+1")
+    return (
+        f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
+        if number.startswith("+1") and len(digits) == 10
+        else number
+    )
+
+
+def _matches(number: OwnedNumber, phone_number: str | None, friendly_name: str | None) -> bool:
+    """Twilio's list filters: `PhoneNumber` matches digits anywhere (`*`: any digit), `FriendlyName`
+    exactly."""
+    if friendly_name is not None and number.name != friendly_name:
+        return False
+    if phone_number is None:
+        return True
+    pattern = re.escape(phone_number.lstrip("+")).replace(r"\*", r"\d")
+    return re.search(pattern, number.number) is not None
