@@ -2,7 +2,9 @@
 
 Each command prints its result on standard output, or raises `ConfigError` (which `worker.cli`
 prints as one `error: …` line, exit status 2). No command prints a secret: `show` and `list` mask
-them, `export` writes `enc:` tokens. `connection test` exits 1 when the credentials do not work.
+them, `export` writes `enc:` tokens. `connection test` exits 1 when the credentials do not work or
+a from-number is not an SMS-capable number of the account; `connection numbers` exits 1 when the
+account's numbers cannot be read. What they show of phone numbers: `worker/config/senders.py`.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 import redis
 import yaml
 
-from worker.config import sealed
+from producers.contract import mask_number
+from worker.config import sealed, senders
 from worker.config.crypto import Crypto
 from worker.config.loader import expand_vars, load_file, parse_text, validate
 from worker.config.models import REQUIRED_CREDENTIALS, Agent, Connection, SmsConfig
-from worker.config.probe import probe
+from worker.config.probe import list_numbers, probe
 from worker.config.store import RedisConfigStore
 from worker.errors import ConfigError
+from worker.providers import PROVIDER_CLASSES
 from worker.settings import Settings
 
 if TYPE_CHECKING:  # generic only in typeshed, not at run time
@@ -82,11 +86,7 @@ def _pairs(items: Sequence[str], *, option: str, field: str) -> dict[str, str]:
     return pairs
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+_table = senders.table
 
 
 def _found_connection(config: SmsConfig, label: str) -> Connection:
@@ -119,10 +119,65 @@ def _connection_add(args: argparse.Namespace, settings: Settings) -> int:
     if args.header:
         data["custom_api_headers"] = _pairs(args.header, option="--header", field="custom_api_headers")
     with _store(settings, writes=True) as store:
+        connection = store.connection_from(data)
+        if not args.replace and connection.label in store.snapshot().connections:
+            # Said before the provider is asked (and the user picks a number) as well as at the write.
+            raise ConfigError(
+                f"connection {connection.label!r}: already exists (use --replace to overwrite it)"
+            )
+        checked = ""
+        if not args.no_verify:
+            data, checked = _with_checked_sender(connection, data, settings)
         connection = store.add_connection(data, replace=args.replace)
     secrets = len(connection.credentials) + len(connection.custom_api_headers)
-    print(f"connection {connection.label!r} ({connection.provider}) saved; {secrets} secret(s) encrypted")
+    saved = f"connection {connection.label!r} ({connection.provider}) saved; {secrets} secret(s) encrypted"
+    print(saved + (f"; {checked}" if checked else ""))
     return 0
+
+
+def _with_checked_sender(
+    connection: Connection, data: dict[str, Any], settings: Settings
+) -> tuple[dict[str, Any], str]:
+    """`data` with a from-number the account can send SMS from, and what was checked ("" if nothing).
+
+    `--from-number` is checked against the account's numbers; without one, a provider that needs
+    a sender offers the SMS-capable numbers on a terminal and refuses with their list elsewhere."""
+    provider = PROVIDER_CLASSES[connection.provider]
+    subject = f"connection {connection.label!r}"
+    given = connection.from_number
+    if given is None and not provider.requires_sender(connection):
+        return data, ""
+    result = list_numbers(connection, timeout=settings.provider_timeout)
+    if result.unsupported is not None:
+        return data, ""
+    if result.error is not None:
+        what = f"--from-number {mask_number(given)}" if given else "the account's numbers"
+        raise ConfigError(
+            f"{subject}: cannot check {what}: {result.error.outcome} — {result.error.detail} "
+            "(nothing was stored; --no-verify skips this check)"
+        )
+    listing = result.listing
+    assert listing is not None
+    if given is not None:
+        check = provider.check_sender(connection, listing, given)
+        if not check.ok:
+            raise senders.refuse_sender(connection, check)
+        return data, f"from-number {mask_number(given)} {check.reason}"
+    candidates = tuple(
+        n for n in listing.sms_capable if provider.check_sender(connection, listing, n.number).ok
+    )
+    if not candidates:
+        raise ConfigError(
+            f"{subject}: needs --from-number, and the {connection.provider} account has no number it "
+            "can send SMS from (nothing was stored)"
+        )
+    if not senders.interactive():
+        raise ConfigError(
+            f"{subject}: needs --from-number (nothing was stored); the account's SMS-capable numbers: "
+            f"{senders.listed(candidates)}"
+        )
+    chosen = senders.pick(connection, candidates, stdin=sys.stdin, out=sys.stderr)
+    return {**data, "from_number": chosen}, f"from-number {mask_number(chosen)} chosen"
 
 
 def _connection_list(_: argparse.Namespace, settings: Settings) -> int:
@@ -153,17 +208,60 @@ def _connection_remove(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _connection_test(args: argparse.Namespace, settings: Settings) -> int:
-    crypto = Crypto(settings.fernet_keys())
+def _load(args: argparse.Namespace, settings: Settings) -> SmsConfig:
+    """The config `--file` names, else the store's."""
     if args.file is not None:
-        config = load_file(args.file, crypto=crypto)
-    else:
-        with _store(settings) as store:
-            config = store.load()
+        return load_file(args.file, crypto=Crypto(settings.fernet_keys()))
+    with _store(settings) as store:
+        return store.load()
+
+
+def _connection_test(args: argparse.Namespace, settings: Settings) -> int:
+    config = _load(args, settings)
     connection = _found_connection(config, args.label)
     result = probe(connection, timeout=settings.provider_timeout)
     print(f"connection {connection.label!r} ({connection.provider}): {result.outcome} — {result.detail}")
-    return 0 if result.ok else 1
+    if result.outcome != "ok":
+        return 0 if result.ok else 1
+    uses = senders.senders_of(config, connection)
+    numbers = list_numbers(connection, timeout=settings.provider_timeout)
+    if numbers.unsupported is not None:
+        return 0
+    if numbers.error is not None:
+        print(f"  from-numbers not checked: {numbers.error.outcome} — {numbers.error.detail}")
+        return 1
+    assert numbers.listing is not None
+    if not uses:
+        if not PROVIDER_CLASSES[connection.provider].requires_sender(connection):
+            return 0
+        print("  no from-number: neither the connection nor an agent using it sets one")
+        return 1
+    checks = senders.check_senders(connection, numbers.listing, uses)
+    for use, check in zip(uses, checks, strict=True):
+        verdict = "ok" if check.ok else "fail"
+        who = ", ".join(use.users)
+        print(f"  from-number {mask_number(use.number)} ({who}): {verdict} — {check.reason}")
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def _connection_numbers(args: argparse.Namespace, settings: Settings) -> int:
+    config = _load(args, settings)
+    connection = _found_connection(config, args.label)
+    result = list_numbers(connection, timeout=settings.provider_timeout)
+    uses = senders.senders_of(config, connection)
+    if args.json:
+        print(senders.numbers_json(connection, result, uses))
+    elif result.unsupported is not None:
+        print(f"connection {connection.label!r} ({connection.provider}): {result.unsupported}")
+    elif result.error is not None:
+        print(
+            f"connection {connection.label!r} ({connection.provider}): "
+            f"{result.error.outcome} — {result.error.detail}"
+        )
+    else:
+        assert result.listing is not None
+        print(senders.numbers_table(connection, result.listing, uses))
+    return 1 if result.error is not None else 0
 
 
 # -- agents -----------------------------------------------------------------------------------------
@@ -292,18 +390,26 @@ def register(config: Subcommands) -> None:
         help="custom provider header; " + secret_help,
     )
     add.add_argument("--replace", action="store_true", help="overwrite a connection with this label")
+    add.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="store without asking the provider (offline set-ups): the from-number is not checked",
+    )
     add.set_defaults(run=_connection_add)
     connections.add_parser("list", help="every connection, secrets masked").set_defaults(run=_connection_list)
     for name, run, text in (
         ("show", _connection_show, "one connection, secrets masked"),
         ("remove", _connection_remove, "remove a connection no agent uses"),
-        ("test", _connection_test, "check the credentials against the provider (sends nothing)"),
+        ("test", _connection_test, "check the credentials and every from-number in use (sends nothing)"),
+        ("numbers", _connection_numbers, "the account's numbers, what each can do, which ones are used"),
     ):
         command = connections.add_parser(name, help=text)
         command.add_argument("label")
         command.set_defaults(run=run)
-        if name == "test":
-            command.add_argument("--file", type=Path, help="test a connection of this config file instead")
+        if name in ("test", "numbers"):
+            command.add_argument("--file", type=Path, help="a connection of this config file instead")
+        if name == "numbers":
+            command.add_argument("--json", action="store_true", help="JSON for scripts")
 
     agent = config.add_parser("agent", help="agents' voice_tools.sms_mid_call in the Redis store")
     agents = agent.add_subparsers(dest="agent_command", required=True)

@@ -158,10 +158,10 @@ class RedisConfigStore:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def add_connection(self, data: Mapping[str, Any], *, replace: bool = False) -> Connection:
-        """Add (or with `replace`, overwrite) a connection; secrets in clear or as `enc:` tokens."""
-        label = data.get("label")
-        subject = f"connection {label!r}"
+    def connection_from(self, data: Mapping[str, Any]) -> Connection:
+        """`data` as a validated connection (secrets in clear or as `enc:` tokens) that this store
+        can encrypt; nothing is written."""
+        subject = f"connection {data.get('label')!r}"
         document = sealed.open_secrets(
             dict(data), sealed.CONNECTION_SECRETS, self.crypto, subject=subject, sealed_only=False
         )
@@ -169,6 +169,13 @@ class RedisConfigStore:
             connection = Connection.model_validate(document)
         except ValidationError as exc:
             raise ConfigError(f"{subject}: {sealed.problems(exc)}") from None
+        sealed.seal(connection, self.crypto)  # refuses now, not after the caller's checks, without a key
+        return connection
+
+    def add_connection(self, data: Mapping[str, Any], *, replace: bool = False) -> Connection:
+        """Add (or with `replace`, overwrite) a connection; secrets in clear or as `enc:` tokens."""
+        connection = self.connection_from(data)
+        subject = f"connection {connection.label!r}"
 
         def edit(draft: Draft) -> None:
             if connection.label in draft.connections and not replace:
