@@ -153,8 +153,8 @@ def _with_checked_sender(
     if result.error is not None:
         what = f"--from-number {mask_number(given)}" if given else "the account's numbers"
         raise ConfigError(
-            f"{subject}: cannot check {what}: {result.error.outcome} — {result.error.detail} "
-            "(nothing was stored; --no-verify skips this check)"
+            f"{subject}: cannot check {what}: {result.error.outcome} — {result.error.detail}; "
+            "nothing was stored (--no-verify skips this check)"
         )
     listing = result.listing
     assert listing is not None
@@ -169,11 +169,11 @@ def _with_checked_sender(
     if not candidates:
         raise ConfigError(
             f"{subject}: needs --from-number, and the {connection.provider} account has no number it "
-            "can send SMS from (nothing was stored)"
+            "can send SMS from; nothing was stored"
         )
     if not senders.interactive():
         raise ConfigError(
-            f"{subject}: needs --from-number (nothing was stored); the account's SMS-capable numbers: "
+            f"{subject}: needs --from-number; nothing was stored. The account's SMS-capable numbers: "
             f"{senders.listed(candidates)}"
         )
     chosen = senders.pick(connection, candidates, stdin=sys.stdin, out=sys.stderr)

@@ -150,8 +150,9 @@ def table(rows: list[list[str]]) -> str:
 
 def refuse_sender(connection: Connection, check: SenderCheck) -> ConfigError:
     return ConfigError(
-        f"connection {connection.label!r}: --from-number {mask_number(check.number)}: {check.reason} "
-        f"of this {connection.provider} account (nothing was stored; --no-verify skips this check)"
+        f"connection {connection.label!r}: --from-number {mask_number(check.number)} cannot send SMS "
+        f"through this {connection.provider} account: {check.reason}; "
+        "nothing was stored (--no-verify skips this check)"
     )
 
 

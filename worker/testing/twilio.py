@@ -423,7 +423,7 @@ class FakeTwilio(WebhookFake):
         query = {name: values[0] for name, values in request.query.items() if values}
         size = min(int(query.get("PageSize", DEFAULT_PAGE_SIZE)), MAX_PAGE_SIZE)
         page = int(query.get("Page", 0))
-        listed = [n for n in self.numbers if _matches(n, query.get("PhoneNumber"), query.get("FriendlyName"))]
+        listed = list(self.numbers)  # filters (PhoneNumber, FriendlyName…) are not served
         sids = [_number_sid(n) for n in listed]
         token = query.get("PageToken", "")
         if token[:2] == "PA" and token[2:] in sids:
@@ -434,11 +434,9 @@ class FakeTwilio(WebhookFake):
             offset = page * size
         start, end = page_bounds(len(listed), offset, size)
         path = self.numbers_path
-        filters: dict[str, str] = {k: query[k] for k in ("PhoneNumber", "FriendlyName") if k in query}
 
         def uri(**params: Any) -> str:
-            fields: dict[str, Any] = {**filters, "PageSize": size, **params}
-            return f"{path}?{urlencode(fields)}"
+            return f"{path}?{urlencode({'PageSize': size, **params})}"
 
         return {
             "end": max(end - 1, start),
@@ -513,14 +511,3 @@ def _national(number: str) -> str:
         if number.startswith("+1") and len(digits) == 10
         else number
     )
-
-
-def _matches(number: OwnedNumber, phone_number: str | None, friendly_name: str | None) -> bool:
-    """Twilio's list filters: `PhoneNumber` matches digits anywhere (`*`: any digit), `FriendlyName`
-    exactly."""
-    if friendly_name is not None and number.name != friendly_name:
-        return False
-    if phone_number is None:
-        return True
-    pattern = re.escape(phone_number.lstrip("+")).replace(r"\*", r"\d")
-    return re.search(pattern, number.number) is not None
