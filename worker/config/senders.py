@@ -171,7 +171,8 @@ def pick(connection: Connection, candidates: tuple[AccountNumber, ...], *, stdin
     for _ in range(PICKER_ATTEMPTS):
         print(f"from-number [1-{len(candidates)}]: ", end="", file=out, flush=True)
         line = stdin.readline()
-        if not line:
+        if not line:  # end of input: the refusal goes on its own line
+            print(file=out)
             break
         answer = line.strip()
         if answer.isdigit() and 1 <= int(answer) <= len(candidates):
