@@ -11,11 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
+from producers.contract import ErrorCode
 from worker.config.models import Connection, SmsConfig
 from worker.config.probe import list_numbers
 from worker.config.senders import SenderUse, senders_of
-from worker.providers import PROVIDER_CLASSES, numbers
+from worker.errors import SendError
+from worker.providers import PROVIDER_CLASSES, OutboundSms, SmsProvider, numbers
 from worker.providers.numbers import NumberListing
+from worker.providers.plivo import PlivoProvider
+from worker.providers.telnyx import TelnyxProvider
+from worker.providers.twilio import TwilioProvider
 from worker.testing import FakePlivo, FakeServer, FakeTelnyx, FakeTwilio
 from worker.testing.accounts import OwnedNumber
 from worker.testing.telnyx import DEFAULT_MESSAGING_PROFILE_ID
@@ -300,3 +305,32 @@ def test_senders_follow_the_workers_precedence() -> None:
     ]
     # A fallback without a number of its own sends from the agent's sender.
     assert senders_of(config, bare) == [SenderUse("+14155550005", ("agent e_fallback_bare (fallback)",))]
+
+
+def test_a_send_from_the_voice_only_number_fails_sender_invalid(fake: FakeServer) -> None:
+    """What `connection test` flags is what the provider refuses: a send from the account's
+    voice-only number fails `sender_invalid` (Twilio 21606, Plivo 400, Telnyx 40305), one from an
+    SMS-capable number is accepted."""
+    fake.numbers = tuple(many(1))  # type: ignore[attr-defined]
+    connection = connection_to(fake)
+    with httpx.Client(timeout=5.0) as http:
+        if isinstance(fake, FakeTwilio):
+            provider: SmsProvider = TwilioProvider(connection, timeout=5.0)
+        elif isinstance(fake, FakePlivo):
+            provider = PlivoProvider(connection, http=http)
+        else:
+            provider = TelnyxProvider(connection, http=http)
+        try:
+            accepted = provider.send(outbound(many(1)[0].number))
+            with pytest.raises(SendError) as refused:
+                provider.send(outbound(VOICE_ONLY))
+        finally:
+            provider.close()
+    assert accepted.message_id
+    assert refused.value.code == ErrorCode.SENDER_INVALID
+    assert VOICE_ONLY not in refused.value.message
+    assert [m.sender for m in fake.accepted] == [many(1)[0].number]
+
+
+def outbound(sender: str) -> OutboundSms:
+    return OutboundSms(to="+14155551234", from_=sender, body="hi", job_id="j", idempotency_key=sender)

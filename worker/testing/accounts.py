@@ -4,7 +4,8 @@
 
 Every fake takes `numbers=` (default: the senders the existing tests use, each SMS-, MMS- and
 voice-capable) and answers its provider's list endpoint with them, in the provider's own paging
-(Twilio `PageSize`/`PageToken`, Plivo `limit`/`offset`, Telnyx `page[number]`/`page[size]`).
+(Twilio `PageSize`/`PageToken`, Plivo `limit`/`offset`, Telnyx `page[number]`/`page[size]`). A send
+from one of them that cannot do SMS is refused the way the provider refuses it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def owned(numbers: Iterable[OwnedNumber | str] | None, default: Iterable[str]) -
     """`numbers` as OwnedNumbers (a plain string is a number that can do everything); `default` when None."""
     chosen = default if numbers is None else numbers
     return tuple(n if isinstance(n, OwnedNumber) else OwnedNumber(n) for n in chosen)
+
+
+def cannot_send_from(numbers: Iterable[OwnedNumber], sender: object) -> bool:
+    """Whether `sender` is one of the account's numbers that cannot send SMS (a voice-only line): the
+    providers refuse such a sender (Twilio 21606, Telnyx 40305, Plivo 400). A number the account does
+    not list is not refused here (the fakes accept any sender unless told otherwise)."""
+    return any(n.number == sender and not n.sms for n in numbers)
 
 
 def page_bounds(total: int, offset: int, size: int) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
-from worker.testing.accounts import OwnedNumber, owned, page_bounds
+from worker.testing.accounts import OwnedNumber, cannot_send_from, owned, page_bounds
 from worker.testing.actions import Error
 from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
 from worker.testing.numbers import is_gsm7
@@ -178,6 +178,8 @@ class FakePlivo(FakeServer):
             return plivo_error(400, "Either src or powerpack_uuid is required")
         if src and powerpack:
             return plivo_error(400, "src and powerpack_uuid cannot both be specified")
+        if isinstance(src, str) and cannot_send_from(self.numbers, "+" + src.lstrip("+")):
+            return plivo_error(400, "src is not an SMS-enabled number of this account")  # this fake's words
         if not isinstance(dst, str) or not dst:
             return plivo_error(400, "dst parameter is required")
         if body.get("type", "sms") == "sms" and (not isinstance(text, str) or not text):

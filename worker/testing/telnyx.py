@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Self, Unpack
 
-from worker.testing.accounts import OwnedNumber, owned, page_bounds
+from worker.testing.accounts import OwnedNumber, cannot_send_from, owned, page_bounds
 from worker.testing.actions import Error
 from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
 from worker.testing.numbers import E164, is_gsm7, sms_segments
@@ -219,6 +219,8 @@ class FakeTelnyx(FakeServer):
         if not isinstance(body, dict):
             return telnyx_error(10015, 400, "The request body must be a JSON object."), None
         rejection = self._reject(body)
+        if rejection is None and cannot_send_from(self.numbers, body.get("from")):
+            rejection = telnyx_error(40305, 400, pointer="/from")
         if rejection is not None:
             return rejection, None
         if request.violations:

@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
-from worker.testing.accounts import OwnedNumber, owned, page_bounds
+from worker.testing.accounts import OwnedNumber, cannot_send_from, owned, page_bounds
 from worker.testing.actions import Error
 from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
 from worker.testing.numbers import E164, opt_out_type, sms_segments
@@ -216,6 +216,8 @@ class FakeTwilio(WebhookFake):
             if sender in MAGIC_FROM:
                 return self._number_error(MAGIC_FROM[sender], to, sender)
             if self.owned_numbers is not None and sender not in self.owned_numbers:
+                return self._number_error(21606, to, sender)
+            if cannot_send_from(self.numbers, sender):
                 return self._number_error(21606, to, sender)
         if to in MAGIC_TO:
             return self._number_error(MAGIC_TO[to], to, sender)
