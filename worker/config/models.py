@@ -6,6 +6,8 @@ the agent or connection and the field (see `worker.config.loader.describe`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Literal
 
@@ -90,6 +92,10 @@ class Connection(BaseModel):
     burst: int | None = Field(default=None, ge=1, le=100_000)
     #: per sending number (E.164): its own rate and burst
     number_rates: dict[str, SenderRate] = Field(default_factory=dict)
+    #: Telnyx: the account's webhook public key (base64 of 32 raw Ed25519 bytes, Mission Control →
+    #: Keys), which verifies `telnyx-signature-ed25519` on receipts and inbound messages. Public, not a
+    #: secret; without it the service refuses this connection's Telnyx callbacks (403).
+    webhook_public_key: str | None = None
 
     _check_from = field_validator("from_number")(_e164)
 
@@ -103,6 +109,20 @@ class Connection(BaseModel):
             except InvalidNumber as exc:
                 raise ValueError(f"{number!r}: not an E.164 phone number ({exc})") from None
         return checked
+
+    @field_validator("webhook_public_key")
+    @classmethod
+    def _check_public_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not base64 (the Ed25519 public key from Telnyx's portal)") from None
+        if len(raw) != 32:
+            raise ValueError(f"an Ed25519 public key is 32 bytes, this one decodes to {len(raw)}")
+        return value
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Connection:
@@ -119,6 +139,8 @@ class Connection(BaseModel):
             )
         if self.provider == "custom" and not self.custom_api_url:
             raise ValueError("custom_api_url: required for provider custom")
+        if self.webhook_public_key is not None and self.provider != "telnyx":
+            raise ValueError("webhook_public_key: only Telnyx connections sign callbacks with a public key")
         return self
 
     def secret(self, name: str) -> str:

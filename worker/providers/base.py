@@ -16,6 +16,8 @@ import httpx
 from producers.contract import MAX_MESSAGE_CHARS, ErrorCode, ErrorInfo, reason
 from worker.config.models import Connection
 from worker.errors import SendError
+from worker.inbound import InboundMessage
+from worker.providers.callbacks import MalformedCallback
 from worker.providers.numbers import NotSupported, NumberListing, SenderCheck, check_in_listing
 from worker.receipts import ReceiptUpdate
 from worker.segments import Encoding, Segments
@@ -154,6 +156,41 @@ class SmsProvider:
         """Ask the provider's API where the message stands (the status poll); `SendError` when the
         provider cannot answer now."""
         raise NotImplementedError(f"{type(self).__name__} cannot be polled for status")
+
+    # -- callbacks (the HTTP service): class-level, no provider object or HTTP client needed ------
+
+    #: whether the provider signs callbacks the HTTP service can verify (status and inbound routes)
+    signs_callbacks: ClassVar[bool] = False
+    #: whether its signature covers the URL called (then the service needs `SMS_PUBLIC_URL`)
+    signs_url: ClassVar[bool] = True
+    #: the body and media type to answer an inbound message with (None: a JSON outcome)
+    inbound_reply: ClassVar[tuple[bytes, str] | None] = None
+
+    @classmethod
+    def verify_callback(
+        cls,
+        connection: Connection,
+        *,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: float | None = None,
+    ) -> bool:
+        """Whether a callback is signed by the provider for `connection`, checked on the raw body
+        before anything is parsed. `url` is the public URL the provider called (query included);
+        `now` (Unix seconds) is for providers whose signature has a timestamp."""
+        return False
+
+    @classmethod
+    def callback_fields(cls, body: bytes) -> dict[str, Any]:
+        """A verified callback's body as the provider's fields; raises `MalformedCallback`."""
+        raise MalformedCallback(f"{cls.name} sends no callbacks")
+
+    @classmethod
+    def inbound_message(cls, connection: Connection, fields: Mapping[str, Any]) -> InboundMessage | None:
+        """A verified inbound callback as an `InboundMessage`; None when the callback is not a
+        received text (another event type); raises `MalformedCallback`."""
+        raise MalformedCallback(f"{cls.name} sends no inbound messages")
 
 
 def receipt_error(

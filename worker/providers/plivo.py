@@ -6,14 +6,20 @@ numeric `ErrorCode`s. Both are in `ERROR_TABLE` / `HTTP_TABLE` below. Plivo has 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 
 from producers.contract import ErrorCode, reason
 from worker.config.models import Connection
 from worker.errors import SendError
+from worker.inbound import InboundMessage
+from worker.providers import callbacks
 from worker.providers.base import (
     CARRIER_SENDER_RATES,
     MessageLimits,
@@ -269,3 +275,86 @@ class PlivoProvider(SmsProvider):
             data,
             "poll",
         )
+
+    # -- callbacks ---------------------------------------------------------------------------------
+
+    signs_callbacks: ClassVar[bool] = True
+
+    @classmethod
+    def verify_callback(
+        cls,
+        connection: Connection,
+        *,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: float | None = None,
+    ) -> bool:
+        """`X-Plivo-Signature-V3` with `X-Plivo-Signature-V3-Nonce`, signed with the connection's
+        auth token over the public URL and the posted fields (`v3_base`). The header may list
+        several signatures (comma-separated, during a token rotation): valid if any matches. V2
+        signs the URL only, not the body, so it is not accepted."""
+        signatures = callbacks.header(headers, "X-Plivo-Signature-V3")
+        nonce = callbacks.header(headers, "X-Plivo-Signature-V3-Nonce")
+        if not signatures or not nonce:
+            return False
+        try:
+            fields = callbacks.form_lists(body)
+        except callbacks.MalformedCallback:
+            return False
+        expected = v3_signature(connection.secret("auth_token"), url, fields, nonce).encode()
+        # Every candidate is compared, so the time taken does not tell which one matched.
+        matches = [hmac.compare_digest(expected, s.strip().encode()) for s in signatures.split(",")]
+        return any(matches)
+
+    @classmethod
+    def callback_fields(cls, body: bytes) -> dict[str, Any]:
+        return dict(callbacks.form_fields(body))
+
+    @classmethod
+    def inbound_message(cls, connection: Connection, fields: Mapping[str, Any]) -> InboundMessage | None:
+        """A message to the number's application URL: `From`, `To` (without `+`), `Text`,
+        `MessageUUID`. Plivo gives no opt-out reading of its own."""
+        text = fields.get("Text")
+        if not isinstance(text, str):
+            raise callbacks.MalformedCallback("Text: missing")
+        return InboundMessage(
+            provider=cls.name,
+            connection_id=connection.connection_id,
+            from_number=callbacks.e164(fields.get("From"), field="From"),
+            to_number=callbacks.e164(fields.get("To"), field="To"),
+            text=text,
+            message_id=fields.get("MessageUUID") or None,
+        )
+
+
+# -- callbacks ----------------------------------------------------------------------------------
+
+
+def _sorted_query(params: Mapping[str, list[str]]) -> str:
+    return "&".join(f"{name}={value}" for name in sorted(params) for value in sorted(params[name]))
+
+
+def _sorted_fields(params: Mapping[str, list[str]]) -> str:
+    return "".join(f"{name}{value}" for name in sorted(params) for value in sorted(params[name]))
+
+
+def v3_base(url: str, fields: Mapping[str, list[str]]) -> str:
+    """What Plivo's V3 signature covers for a POST to `url` with `fields` (before `.nonce`):
+    `scheme://host/path`, then `?` and the URL's query sorted as `k=v&…` when there is a query or
+    there are fields, `.` when there are both, then the fields sorted and joined as `kv`."""
+    parts = urlsplit(url)
+    root = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    query = parse_qs(parts.query, keep_blank_values=True)
+    base = root
+    if query or fields:
+        base += "?" + _sorted_query(query)
+    if query and fields:
+        base += "."
+    return base + _sorted_fields(fields)
+
+
+def v3_signature(auth_token: str, url: str, fields: Mapping[str, list[str]], nonce: str) -> str:
+    """Base64(HMAC-SHA256(auth token, f"{v3_base}.{nonce}"))."""
+    message = f"{v3_base(url, fields)}.{nonce}".encode()
+    return base64.b64encode(hmac.new(auth_token.encode(), message, hashlib.sha256).digest()).decode()

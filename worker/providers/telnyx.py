@@ -7,16 +7,23 @@ is passed and Telnyx itself drops a duplicate of a retried request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from producers.contract import ErrorCode, reason
 from worker.config.models import Connection
 from worker.errors import SendError
+from worker.inbound import InboundMessage
+from worker.providers import callbacks
 from worker.providers.base import (
     CARRIER_SENDER_RATES,
     MessageLimits,
@@ -41,6 +48,9 @@ from worker.providers.numbers import (
 from worker.receipts import DeliveryStatus, ReceiptUpdate
 
 DEFAULT_BASE_URL = "https://api.telnyx.com"
+
+#: seconds a webhook's `telnyx-timestamp` may be away from our clock (the SDKs' tolerance)
+SIGNATURE_TOLERANCE = 300
 
 #: Telnyx error codes (send API and delivery webhooks) in the taxonomy.
 ERROR_TABLE: dict[str, ErrorCode] = {
@@ -336,3 +346,79 @@ class TelnyxProvider(SmsProvider):
         payload = data.get("data")
         completed = payload.get("completed_at") if isinstance(payload, Mapping) else None
         return _from_payload(payload, data, "poll", completed)
+
+    # -- callbacks ---------------------------------------------------------------------------------
+
+    signs_callbacks: ClassVar[bool] = True
+    signs_url: ClassVar[bool] = False
+
+    @classmethod
+    def verify_callback(
+        cls,
+        connection: Connection,
+        *,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: float | None = None,
+    ) -> bool:
+        """`telnyx-signature-ed25519` (base64 of 64 bytes) over `f"{telnyx-timestamp}|{raw body}"`,
+        verified with the connection's `webhook_public_key`; a timestamp more than 300 s away from
+        our clock is refused (a replay). The URL is not signed."""
+        if connection.webhook_public_key is None:
+            return False
+        signature_b64 = callbacks.header(headers, "telnyx-signature-ed25519")
+        timestamp = callbacks.header(headers, "telnyx-timestamp")
+        if not signature_b64 or not timestamp or not timestamp.strip().isdigit():
+            return False
+        current = time.time() if now is None else now
+        if abs(current - int(timestamp)) > SIGNATURE_TOLERANCE:
+            return False
+        try:
+            signature = base64.b64decode(signature_b64.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        if len(signature) != 64:
+            return False
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(connection.webhook_public_key))
+        try:
+            key.verify(signature, timestamp.strip().encode() + b"|" + body)
+        except InvalidSignature:
+            return False
+        return True
+
+    @classmethod
+    def callback_fields(cls, body: bytes) -> dict[str, Any]:
+        """The event: `{"data": {"event_type", "id", "occurred_at", "payload"}, "meta"}`."""
+        event = callbacks.json_object(body)
+        data = event.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
+            raise callbacks.MalformedCallback("data.payload: missing")
+        return event
+
+    @classmethod
+    def inbound_message(cls, connection: Connection, fields: Mapping[str, Any]) -> InboundMessage | None:
+        """A `message.received` event: `payload.from.phone_number`, `payload.to[0].phone_number`,
+        `payload.text`, `payload.id`. Other event types are not received texts (None)."""
+        data = fields["data"]
+        if data.get("event_type") != "message.received":
+            return None
+        payload = data["payload"]
+        sender = payload.get("from")
+        recipients = payload.get("to")
+        first = recipients[0] if isinstance(recipients, list) and recipients else None
+        text = payload.get("text")
+        if not isinstance(text, str):
+            raise callbacks.MalformedCallback("data.payload.text: missing")
+        return InboundMessage(
+            provider=cls.name,
+            connection_id=connection.connection_id,
+            from_number=callbacks.e164(
+                sender.get("phone_number") if isinstance(sender, dict) else None, field="payload.from"
+            ),
+            to_number=callbacks.e164(
+                first.get("phone_number") if isinstance(first, dict) else None, field="payload.to"
+            ),
+            text=text,
+            message_id=str(payload["id"]) if payload.get("id") else None,
+        )

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import requests
@@ -22,11 +23,14 @@ from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from producers.contract import ErrorCode
 from worker.config.models import Connection
 from worker.errors import SendError
+from worker.inbound import InboundMessage
+from worker.providers import callbacks
 from worker.providers.base import (
     CARRIER_SENDER_RATES,
     MessageLimits,
@@ -305,6 +309,70 @@ class TwilioProvider(SmsProvider):
             "DateUpdated": message.date_updated.isoformat() if message.date_updated else None,
         }
         return self.receipt({k: v for k, v in fields.items() if v is not None}, source="poll")
+
+    # -- callbacks ---------------------------------------------------------------------------------
+
+    signs_callbacks: ClassVar[bool] = True
+    #: an empty TwiML answer: no auto-reply (anything else would be sent back to the customer)
+    inbound_reply: ClassVar[tuple[bytes, str] | None] = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>',
+        "text/xml",
+    )
+
+    @classmethod
+    def verify_callback(
+        cls,
+        connection: Connection,
+        *,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: float | None = None,
+    ) -> bool:
+        """`X-Twilio-Signature` through the SDK's `RequestValidator`, with the connection's auth
+        token: HMAC-SHA1 over the public URL plus every posted field. A JSON body is covered by
+        the URL's `bodySHA256`. The newer shared-key scheme (`X-Twilio-Webhooks-Signature-Settings`)
+        signs with a key we do not hold, so it fails here."""
+        signature = callbacks.header(headers, "X-Twilio-Signature")
+        if not signature or callbacks.header(headers, "X-Twilio-Webhooks-Signature-Settings"):
+            return False
+        validator = RequestValidator(connection.secret("auth_token"))
+        try:
+            if "bodySHA256" in parse_qs(urlsplit(url).query):
+                return bool(validator.validate(url, body.decode("utf-8"), signature))
+            return bool(validator.validate(url, _Form(callbacks.form_lists(body)), signature))
+        except (UnicodeDecodeError, callbacks.MalformedCallback):
+            return False
+
+    @classmethod
+    def callback_fields(cls, body: bytes) -> dict[str, Any]:
+        return dict(callbacks.form_fields(body))
+
+    @classmethod
+    def inbound_message(cls, connection: Connection, fields: Mapping[str, Any]) -> InboundMessage | None:
+        """An incoming-message webhook: `From`, `To`, `Body`, `MessageSid`, and `OptOutType`
+        (STOP / START / HELP) when Advanced Opt-Out is on."""
+        body = fields.get("Body")
+        if not isinstance(body, str):
+            raise callbacks.MalformedCallback("Body: missing")
+        hint = fields.get("OptOutType")
+        return InboundMessage(
+            provider=cls.name,
+            connection_id=connection.connection_id,
+            from_number=callbacks.e164(fields.get("From"), field="From"),
+            to_number=callbacks.e164(fields.get("To"), field="To"),
+            text=body,
+            keyword_hint=hint.strip().upper() if isinstance(hint, str) and hint.strip() else None,
+            message_id=fields.get("MessageSid") or fields.get("SmsSid") or None,
+        )
+
+
+class _Form(dict[str, list[str]]):
+    """Posted fields with every value of a repeated name, as `RequestValidator` reads a Werkzeug
+    MultiDict (`getall`): each value is signed."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
 
 
 @contextlib.contextmanager
