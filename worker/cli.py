@@ -37,6 +37,12 @@ def _bench(args: argparse.Namespace, _: Settings) -> int:
     return run_args(args)
 
 
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.http.serve import serve
+
+    return serve(settings, host=args.host, port=args.port)
+
+
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
     path = args.file or settings.config_file
     if path is None:
@@ -75,6 +81,12 @@ def parser() -> argparse.ArgumentParser:
     )
     bench_options.add_arguments(bench)
     bench.set_defaults(run=_bench)
+    serve = commands_.add_parser(
+        "serve", help="run the HTTP service: provider callbacks, the audit API, /healthz /readyz /metrics"
+    )
+    serve.add_argument("--host", help="address to listen on (default SMS_HTTP_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default SMS_HTTP_PORT, 8080)")
+    serve.set_defaults(run=_serve)
     config = commands_.add_parser(
         "config", help="manage connections and agents (Redis store), keys, and config files"
     ).add_subparsers(dest="config_command", required=True)
