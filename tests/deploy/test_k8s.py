@@ -203,7 +203,7 @@ def test_kustomize_renders_valid_manifests_when_kubectl_is_installed() -> None:
         [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
-    assert len(docs) == 12
+    assert len(docs) == 16
     for doc in docs:
         if doc["kind"] == "ScaledObject":
             assert keda_validator().is_valid(doc)
