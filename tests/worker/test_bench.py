@@ -48,13 +48,21 @@ def test_percentiles_use_the_nearest_rank() -> None:
 
 def test_quick_mode_is_small_and_options_are_checked() -> None:
     quick = from_args(parser().parse_args(["--quick"]))
-    assert quick == Options(quick=True, workers=QUICK.workers, serial=QUICK.serial, duration=QUICK.duration)
+    assert quick == QUICK
     assert quick.serial < Options().serial and quick.duration < Options().duration
     assert from_args(parser().parse_args(["--rates", "10,20", "--workers", "3"])).rates == (10, 20)
     with pytest.raises(ValueError, match="--workers"):
         from_args(parser().parse_args(["--workers", "0"]))
     with pytest.raises(SystemExit):
         parser().parse_args(["--rates", "fast"])
+    only = from_args(parser().parse_args(["--only", "receipts", "--receipts-rate", "300"]))
+    assert (only.only, only.receipts_rate, only.receipts_messages) == (
+        "receipts",
+        300,
+        Options.receipts_messages,
+    )
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--only", "floor"])
 
 
 def test_throughput_counts_only_completions_inside_the_window() -> None:
@@ -128,11 +136,18 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     else:
         assert results["meta"]["png"] is None
         assert "matplotlib is not installed" in run.stdout
-    # nothing left running: redis, the fakes, the workers and the producers were all stopped
+    # the HTTP service's receipts: every signed receipt answered and published, none lost
+    receipts = results["receipts"]
+    assert receipts["lost"] == {"sent": 0, "delivered": 0}
+    assert receipts["saturation"]["receipts_per_s"] > 0
+    assert receipts["at_load"]["latency"]["n"] == receipts["messages"] == QUICK.receipts_messages
+    assert "Receipts through the HTTP service" in run.stdout and "receipts/s sustained" in run.stdout
+    # nothing left running: redis, the fakes, the workers, the service and the producers were all stopped
     started = results["meta"]["processes"]
-    assert {"redis-server", "fake-fast", "fake-slow", "worker-raw", "worker-ours-0", "worker-bare-0"} <= set(
-        started
-    )
+    assert {
+        "redis-server", "fake-fast", "fake-slow", "worker-raw", "worker-ours-0", "worker-bare-0",
+        "http-service",
+    } <= set(started)  # fmt: skip
     assert [name for name, pid in started.items() if _alive(pid)] == []
 
 

@@ -48,9 +48,11 @@ def run_args(args: argparse.Namespace) -> int:
 
 def finish(results: dict[str, Any], out: Path) -> None:
     """Add the figures, write the JSON and the PNG, print the table."""
-    results["figures"] = report.figures(results)
+    results["figures"] = report.figures(results) if "ours" in results else []
     png, why_not = None, "matplotlib is not installed (pip install matplotlib)"
-    if plot.available():
+    if "ours" not in results:
+        why_not = f"only the {results['meta']['only']} phase ran"
+    elif plot.available():
         try:
             png = plot.latency_png(results, out / "latency.png")
         except Exception as exc:  # the figures matter more than the picture

@@ -35,6 +35,13 @@ class Options:
     #: extra environment (NAME=VALUE) and command-line arguments for our workers, for tuning
     worker_env: tuple[str, ...] = ()
     worker_args: tuple[str, ...] = ()
+    #: run only this phase ("receipts": the HTTP service's receipt handling); None: everything
+    only: str | None = None
+    #: the receipts phase: messages sent first (each gets a `sent` and a `delivered` receipt), the
+    #: offered load of its timed window (receipts/s), and requests outstanding per producer flat out
+    receipts_messages: int = 2000
+    receipts_rate: int = 200
+    receipts_in_flight: int = 32
 
     @property
     def sweep_duration(self) -> float:
@@ -52,7 +59,10 @@ class Options:
 
 
 #: `--quick`: every measurement still runs, on one worker, with tiny counts and short phases
-QUICK = Options(quick=True, workers=1, serial=20, duration=1.2)
+QUICK = Options(quick=True, workers=1, serial=20, duration=1.2, receipts_messages=60, receipts_rate=50)
+
+#: phases `--only` can run by themselves
+PHASES = ("receipts",)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -84,6 +94,15 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--aof", action="store_true", help="Redis with appendonly yes, fsync everysec (default off)"
     )
+    p.add_argument("--only", choices=PHASES, help="run only this phase (receipts: the HTTP service)")
+    p.add_argument(
+        "--receipts-messages", type=int,
+        help=f"receipts phase: texts sent, each then receipted twice (default {Options.receipts_messages})",
+    )  # fmt: skip
+    p.add_argument(
+        "--receipts-rate", type=int,
+        help=f"receipts phase: offered receipts/s of the timed window (default {Options.receipts_rate})",
+    )  # fmt: skip
     return p
 
 
@@ -106,6 +125,11 @@ def _rates(text: str) -> tuple[int, ...]:
     if not rates or any(r <= 0 for r in rates):
         raise argparse.ArgumentTypeError("--rates wants positive integers")
     return rates
+
+
+def _given(args: argparse.Namespace, name: str, default: int) -> int:
+    value = getattr(args, name, None)
+    return default if value is None else int(value)
 
 
 def _assignment(text: str) -> str:
@@ -132,12 +156,17 @@ def from_args(args: argparse.Namespace) -> Options:
         appendonly=args.aof,
         worker_env=tuple(args.worker_env),
         worker_args=tuple(args.worker_arg),
+        only=getattr(args, "only", None),
+        receipts_messages=_given(args, "receipts_messages", base.receipts_messages),
+        receipts_rate=_given(args, "receipts_rate", base.receipts_rate),
     )
     problems = [
         f"--{name} must be at least 1"
         for name, value in (("workers", options.workers), ("concurrency", options.concurrency),
                             ("producers", options.producers), ("serial", options.serial),
-                            ("rate", options.headline_rate))
+                            ("rate", options.headline_rate),
+                            ("receipts-messages", options.receipts_messages),
+                            ("receipts-rate", options.receipts_rate))
         if value < 1
     ]  # fmt: skip
     if options.duration <= 0 or options.provider_latency_ms < 0:

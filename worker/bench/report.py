@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any, TypedDict
 
+from worker.bench import receipts
+
 
 class Cell(TypedDict):
     value: float | None
@@ -306,7 +308,12 @@ def summary_line(results: dict[str, Any]) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
-    return "\n".join([summary_line(results), "", targets_table(results["figures"]), "", details(results)])
+    parts = [summary_line(results)]
+    if "ours" in results:
+        parts += ["", targets_table(results["figures"]), "", details(results)]
+    if "receipts" in results:
+        parts += ["", receipts.render(results["receipts"])]
+    return "\n".join(parts)
 
 
 def write_json(results: dict[str, Any], path: Path) -> Path:

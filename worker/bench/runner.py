@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from producers.contract import QUEUE
-from worker.bench import bare, baselines, load, proc, processes, workload
+from worker.bench import bare, baselines, load, proc, processes, receipts, workload
 from worker.bench.options import Options
 from worker.bench.processes import Child, Processes
 from worker.bench.producer_pool import Producers
@@ -238,6 +238,30 @@ class Run:
             self.stop_workers(workers)
         return results
 
+    def receipts(self) -> dict[str, Any]:
+        """The HTTP service's receipt handling (worker/bench/receipts.py), on fresh workers."""
+        o = self.options
+        config = workload.write_config(
+            self.procs.logdir / "config.yaml", fast_url=self.fast_url, slow_url=self.slow_url
+        )
+
+        def start() -> list[Child]:
+            return self.start_workers(
+                lambda i: processes.start_worker(
+                    self.procs, i, redis_url=self.redis_url, config=config, concurrency=o.concurrency
+                )
+            )
+
+        result = receipts.phase(
+            redis_url=self.redis_url, procs=self.procs,
+            run_producers=lambda calls, timeout: self.producers.run(calls, timeout),
+            start_workers=start, stop_workers=self.stop_workers, groups=self.groups, config=config,
+            messages=o.receipts_messages, producers=o.producers, rate=o.receipts_rate,
+            in_flight=o.receipts_in_flight, say=say,
+        )  # fmt: skip
+        self.wait_idle()
+        return result
+
     def serial(self, provider_ms: float) -> dict[str, Any]:
         n = self.options.serial
         say(f"ours: {n} sends one at a time (provider 0 ms)")
@@ -321,6 +345,9 @@ def meta(options: Options, server: RedisServer) -> dict[str, Any]:
         "redis_appendonly": options.appendonly,
         "worker_env": list(options.worker_env),
         "worker_args": list(options.worker_args),
+        "only": options.only,
+        "receipts_messages": options.receipts_messages,
+        "receipts_rate": options.receipts_rate,
         "redis_version": str(info.get("redis_version")),
         "redis_pid": int(info.get("process_id", 0)),
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -345,11 +372,13 @@ def run(options: Options) -> dict[str, Any]:
         producer_pids = producers.pids
         bench = Run(options, server, procs, producers)
         results: dict[str, Any] = {"meta": bench.meta}
-        results["floor"] = bench.floor()
-        results["direct"] = direct = bench.direct()
-        results["bare"] = bench.bare()
-        provider_ms = {"fast": direct["fast"]["p50"] or 0.0, "slow": direct["slow"]["p50"] or 0.0}
-        results["ours"] = bench.ours(provider_ms)
+        if options.only is None:
+            results["floor"] = bench.floor()
+            results["direct"] = direct = bench.direct()
+            results["bare"] = bench.bare()
+            provider_ms = {"fast": direct["fast"]["p50"] or 0.0, "slow": direct["slow"]["p50"] or 0.0}
+            results["ours"] = bench.ours(provider_ms)
+        results["receipts"] = bench.receipts()
         say("stopping everything")
     results["meta"]["processes"] = {
         "redis-server": bench.meta["redis_pid"],
