@@ -73,3 +73,14 @@ def test_metrics_and_probes(service: TestClient) -> None:
         "midcall_sms_webhook_seconds",
     ):
         assert f"# TYPE {family.removesuffix('_total')}" in text, family
+
+
+def test_a_signed_telnyx_event_that_is_not_a_receipt_is_ignored(
+    service: TestClient, redis_client: redis.Redis, telnyx_key: signing.TelnyxKey
+) -> None:
+    """A profile-wide Telnyx webhook also sends `message.received` to the status URL: 200
+    `ignored` (so Telnyx does not retry it), nothing written."""
+    signed = telnyx_key.sign(signing.telnyx_event("message.received", {"id": "m1", "text": "hi"}))
+    answer = service.post("/v1/webhooks/telnyx/telnyx/status", content=signed.body, headers=signed.headers)
+    assert (answer.status_code, answer.json()) == (200, {"outcome": "ignored"})
+    assert list(redis_client.scan_iter("sms:*")) == []

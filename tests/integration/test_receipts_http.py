@@ -22,6 +22,7 @@ from tests.http import signing
 from tests.integration.conftest import WorkerFactory
 from tests.integration.service import ServiceProcess
 from tests.redis_dump import dump_all
+from worker.inbound import INBOUND_LOG_KEY
 from worker.testing.actions import Reply
 from worker.testing.plivo import FakePlivo
 from worker.testing.telnyx import FakeTelnyx
@@ -257,3 +258,23 @@ def test_out_of_order_duplicate_and_early_receipts_end_with_one_final_status(
     found = wait_for_status(redis_client, "CA-early", "delivered")
     assert delivery_statuses(found) == ["delivered"]
     print("out_of_order=delivered duplicate=1 event early=parked then delivered")
+
+
+def test_the_fake_twilio_sends_a_signed_inbound_stop_the_service_records(
+    service: ServiceProcess, fakes: dict[str, Any], redis_client: redis.Redis
+) -> None:
+    """The fake Twilio posts an incoming "STOP" to the inbound route, signed with the auth token as
+    Twilio signs it: 200 with an empty TwiML answer, recorded masked with Twilio's OptOutType. The
+    same message signed with a wrong token: 403, nothing recorded."""
+    url = service.url + "/v1/webhooks/twilio/twilio-support/inbound"
+    twilio: FakeTwilio = fakes["twilio"]
+    forged = twilio.send_inbound(url, from_=CALLER, to=AGENT_NUMBER, body="STOP", forged=True)
+    assert forged.response_status == 403
+    assert redis_client.exists(INBOUND_LOG_KEY) == 0
+    received = twilio.send_inbound(url, from_=CALLER, to=AGENT_NUMBER, body="STOP")
+    assert received.response_status == 200
+    entries: Any = redis_client.xrange(INBOUND_LOG_KEY)
+    [(_, record)] = entries
+    assert record[b"keyword_hint"] == b"STOP" and record[b"from"] == b"+1415****234"
+    assert record[b"message_id"] == received.message_id.encode()
+    print("inbound: forged=403 signed=200 recorded=1")

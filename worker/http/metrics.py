@@ -2,7 +2,8 @@
 
 - `midcall_sms_webhooks_total{provider, kind, outcome}`: callbacks handled (answered 2xx). `kind`
   is `status` or `inbound`; `outcome` is what became of a receipt (`published`, `duplicate`,
-  `stale`, `parked`) or of an inbound message (`received`, or `ignored` for another event type).
+  `stale`, `parked`) or of an inbound message (`received`); `ignored` is a signed callback of
+  another event type (a Telnyx `message.received` on the status route, a receipt on the inbound one).
 - `midcall_sms_webhooks_refused_total{provider, kind, status}`: callbacks refused: 403 (bad or
   missing signature), 400 (malformed), 404 (unknown provider or connection), 413 (body over
   64 KiB), 503 (Redis unreachable: the provider retries).

@@ -129,6 +129,8 @@ async def _handle(
 
 
 async def _receipt(state: ServiceState, cls: type[SmsProvider], fields: dict[str, object]) -> Handled:
+    if not cls.is_receipt(fields):
+        return Handled("ignored")
     update = cls.receipt(fields)
     outcome = await run_in_threadpool(apply_receipt, state.redis, update)
     return Handled(outcome, update.message_id)

@@ -187,6 +187,12 @@ class SmsProvider:
         raise MalformedCallback(f"{cls.name} sends no callbacks")
 
     @classmethod
+    def is_receipt(cls, fields: Mapping[str, Any]) -> bool:
+        """Whether a verified callback on the status route is a delivery receipt; one that is not
+        (another event type of the provider's) is answered 200 and ignored, not retried."""
+        return True
+
+    @classmethod
     def inbound_message(cls, connection: Connection, fields: Mapping[str, Any]) -> InboundMessage | None:
         """A verified inbound callback as an `InboundMessage`; None when the callback is not a
         received text (another event type); raises `MalformedCallback`."""

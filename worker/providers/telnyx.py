@@ -397,6 +397,12 @@ class TelnyxProvider(SmsProvider):
         return event
 
     @classmethod
+    def is_receipt(cls, fields: Mapping[str, Any]) -> bool:
+        """Only `message.sent` and `message.finalized` are receipts; a profile-wide webhook URL
+        also gets other events (`message.received`…)."""
+        return fields["data"].get("event_type") in RECEIPT_EVENTS
+
+    @classmethod
     def inbound_message(cls, connection: Connection, fields: Mapping[str, Any]) -> InboundMessage | None:
         """A `message.received` event: `payload.from.phone_number`, `payload.to[0].phone_number`,
         `payload.text`, `payload.id`. Other event types are not received texts (None)."""
