@@ -25,7 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import redis
@@ -72,6 +72,60 @@ def seed(redis_url: str, count: int, concurrency: int) -> list[tuple[str, str]]:
     return asyncio.run(main())
 
 
+class Connections:
+    """Keep-alive HTTP/1.1 connections to the service, for requests rendered in advance: a raw
+    client, so the producers' own CPU (httpx costs about 3 ms a request) does not crowd out the
+    service on a small machine."""
+
+    def __init__(self, base_url: str, limit: int) -> None:
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._gate = asyncio.Semaphore(limit)
+        self._all: list[asyncio.StreamWriter] = []
+
+    async def post(self, raw: bytes) -> str:
+        """Send one rendered request; its answer as "<status> <outcome>"."""
+        async with self._gate:
+            if self._idle:
+                reader, writer = self._idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                self._all.append(writer)
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = lines[0].split(" ", 2)[1]
+            length = next(
+                (
+                    int(v)
+                    for k, _, v in (h.partition(":") for h in lines[1:])
+                    if k.lower() == "content-length"
+                ),
+                0,
+            )
+            body = await reader.readexactly(length)
+            self._idle.append((reader, writer))
+        try:
+            outcome = json.loads(body).get("outcome", "")
+        except ValueError:
+            outcome = ""
+        return f"{status} {outcome}".strip()
+
+    async def close(self) -> None:
+        for writer in self._all:
+            writer.close()
+
+
+def raw_request(base_url: str, request: Request) -> bytes:
+    """`request` as the bytes of an HTTP/1.1 POST."""
+    path, body, headers = request
+    host = urlsplit(base_url).netloc
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
 def post_open_loop(base_url: str, requests: list[Request], rate: float, start_at: float) -> dict[str, Any]:
     """POST `requests` at `rate` per second from `start_at` (monotonic), each on schedule whatever
     the previous ones are doing; round trips in ms, answers by status and outcome."""
@@ -79,30 +133,29 @@ def post_open_loop(base_url: str, requests: list[Request], rate: float, start_at
     async def main() -> dict[str, Any]:
         latency: list[float] = []
         answers: Counter[str] = Counter()
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30, trust_env=False) as client:
+        rendered = [raw_request(base_url, r) for r in requests]
+        pool = Connections(base_url, 256)
 
-            async def one(request: Request) -> None:
-                path, body, headers = request
-                started = time.perf_counter()
-                try:
-                    answer = await client.post(path, content=body, headers=headers)
-                    key = f"{answer.status_code} {answer.json().get('outcome', '')}".strip()
-                except (httpx.HTTPError, ValueError) as exc:
-                    key = type(exc).__name__
-                latency.append((time.perf_counter() - started) * 1000)
-                answers[key] += 1
+        async def one(raw: bytes) -> None:
+            started = time.perf_counter()
+            try:
+                key = await pool.post(raw)
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+                key = type(exc).__name__
+            latency.append((time.perf_counter() - started) * 1000)
+            answers[key] += 1
 
-            tasks = []
-            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-            began = time.monotonic()
-            for i, request in enumerate(requests):
-                delay = began + i / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(request)))
-            offered = time.monotonic() - began
-            await asyncio.gather(*tasks)
+        tasks = []
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        began = time.monotonic()
+        for i, raw in enumerate(rendered):
+            delay = began + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(raw)))
+        offered = time.monotonic() - began
+        await asyncio.gather(*tasks)
+        await pool.close()
         return {"latency": latency, "answers": dict(answers), "offered_seconds": offered}
 
     return asyncio.run(main())
@@ -116,26 +169,25 @@ def post_closed_loop(
     async def main() -> dict[str, Any]:
         latency: list[float] = []
         answers: Counter[str] = Counter()
-        queue = list(reversed(requests))
-        limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
-        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30, trust_env=False) as client:
+        queue = [raw_request(base_url, r) for r in reversed(requests)]
+        pool = Connections(base_url, in_flight)
 
-            async def lane() -> None:
-                while queue:
-                    path, body, headers = queue.pop()
-                    started = time.perf_counter()
-                    try:
-                        answer = await client.post(path, content=body, headers=headers)
-                        key = f"{answer.status_code} {answer.json().get('outcome', '')}".strip()
-                    except (httpx.HTTPError, ValueError) as exc:
-                        key = type(exc).__name__
-                    latency.append((time.perf_counter() - started) * 1000)
-                    answers[key] += 1
+        async def lane() -> None:
+            while queue:
+                raw = queue.pop()
+                started = time.perf_counter()
+                try:
+                    key = await pool.post(raw)
+                except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+                    key = type(exc).__name__
+                latency.append((time.perf_counter() - started) * 1000)
+                answers[key] += 1
 
-            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-            began = time.monotonic()
-            await asyncio.gather(*(lane() for _ in range(in_flight)))
-            ended = time.monotonic()
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        began = time.monotonic()
+        await asyncio.gather(*(lane() for _ in range(in_flight)))
+        ended = time.monotonic()
+        await pool.close()
         return {"latency": latency, "answers": dict(answers), "began": began, "ended": ended}
 
     return asyncio.run(main())

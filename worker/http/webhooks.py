@@ -21,7 +21,9 @@ number or a text.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import structlog
@@ -103,46 +105,55 @@ async def _handle(
         body = await read_limited(request, MAX_BODY_BYTES)
     except BodyTooLarge:
         raise Refused(413, f"body over {MAX_BODY_BYTES} bytes") from None
-    try:
-        config = await run_in_threadpool(state.config)
-    except redis.RedisError:
-        raise Refused(503, "redis unreachable") from None
-    connection = config.connection_by_id(provider, connection_id)
-    if connection is None:
-        raise Refused(404, "unknown connection")
     url = state.public_url(request.url.path, request.url.query)
-    signed = cls.verify_callback(connection, url=url or "", headers=request.headers, body=body)
-    if not signed:
-        reason = "signature missing or wrong"
-        if url is None and cls.signs_url:
-            reason += " (SMS_PUBLIC_URL is not set, and this provider signs the URL)"
-        raise Refused(403, reason)
+    # The rest may wait on Redis (the config store, the receipt scripts): one hop to a thread.
+    return await run_in_threadpool(_process, state, cls, kind, connection_id, url, request.headers, body)
+
+
+def _process(
+    state: ServiceState,
+    cls: type[SmsProvider],
+    kind: str,
+    connection_id: str,
+    url: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> Handled:
+    """Steps 3 to 6, blocking (in a worker thread)."""
     try:
-        fields = cls.callback_fields(body)
-        if kind == "status":
-            return await _receipt(state, cls, fields)
-        return await _inbound(state, cls, connection, fields)
-    except ValueError as exc:
-        raise Refused(400, f"malformed {kind} callback: {exc}") from None
+        connection = state.config().connection_by_id(cls.name, connection_id)
+        if connection is None:
+            raise Refused(404, "unknown connection")
+        if not cls.verify_callback(connection, url=url or "", headers=headers, body=body):
+            reason = "signature missing or wrong"
+            if url is None and cls.signs_url:
+                reason += " (SMS_PUBLIC_URL is not set, and this provider signs the URL)"
+            raise Refused(403, reason)
+        try:
+            fields = cls.callback_fields(body)
+            if kind == "status":
+                return _receipt(state, cls, fields)
+            return _inbound(state, cls, connection, fields)
+        except ValueError as exc:
+            raise Refused(400, f"malformed {kind} callback: {exc}") from None
     except redis.RedisError:
         raise Refused(503, "redis unreachable") from None
 
 
-async def _receipt(state: ServiceState, cls: type[SmsProvider], fields: dict[str, object]) -> Handled:
+def _receipt(state: ServiceState, cls: type[SmsProvider], fields: dict[str, Any]) -> Handled:
     if not cls.is_receipt(fields):
         return Handled("ignored")
     update = cls.receipt(fields)
-    outcome = await run_in_threadpool(apply_receipt, state.redis, update)
-    return Handled(outcome, update.message_id)
+    return Handled(apply_receipt(state.redis, update), update.message_id)
 
 
-async def _inbound(
-    state: ServiceState, cls: type[SmsProvider], connection: Connection, fields: dict[str, object]
+def _inbound(
+    state: ServiceState, cls: type[SmsProvider], connection: Connection, fields: dict[str, Any]
 ) -> Handled:
     message = cls.inbound_message(connection, fields)
     if message is None:
         return Handled("ignored", response=_inbound_answer(cls))
-    outcome = await run_in_threadpool(inbound.hand_on, state.redis, connection, message)
+    outcome = inbound.hand_on(state.redis, connection, message)
     return Handled(outcome, message.message_id, response=_inbound_answer(cls))
 
 
