@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
     #: let custom endpoints use loopback/private addresses and plain HTTP (tests, on-premise gateways)
     allow_private_endpoints: bool = False
+    #: seconds a custom endpoint's DNS answer is kept (getaddrinfo reports no TTL), refreshed in
+    #: the background after half of it
+    custom_dns_ttl: float = Field(default=30.0, ge=0, le=3600)
     #: worker threads per process (the pool is `threads`: sends wait on the network, not the CPU)
     concurrency: int = Field(default=200, ge=1, le=2000)
     #: seconds one provider request may take (connect + response)

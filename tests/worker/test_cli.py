@@ -474,14 +474,15 @@ def test_connection_test_reports_ok_auth_failed_or_unavailable_in_one_line(
 
 
 def test_connection_test_reads_a_config_file_too(cli: CliRunner, tmp_path: Path) -> None:
-    """`connection test --file` checks a connection of a config file (the file store)."""
+    """`connection test --file` checks a connection of a config file (the file store); a custom
+    endpoint gets the send's checks, so a private address is refused."""
     path = tmp_path / "sms.yaml"
     path.write_text(
-        "connections:\n  - label: Gateway\n    provider: custom\n    custom_api_url: https://gw.example/sms\n"
+        "connections:\n  - label: Gateway\n    provider: custom\n    custom_api_url: https://10.0.0.8/sms\n"
     )
     result = cli("config", "connection", "test", "Gateway", "--file", str(path))
-    assert result.code == 0
-    assert result.out.startswith("connection 'Gateway' (custom): not_checked — ")
+    assert result.code == 1
+    assert result.out.startswith("connection 'Gateway' (custom): sender_invalid — custom_api_url resolves to")
 
 
 def _connection(provider: str, **credentials: str) -> Connection:

@@ -219,7 +219,9 @@ def _load(args: argparse.Namespace, settings: Settings) -> SmsConfig:
 def _connection_test(args: argparse.Namespace, settings: Settings) -> int:
     config = _load(args, settings)
     connection = _found_connection(config, args.label)
-    result = probe(connection, timeout=settings.provider_timeout)
+    result = probe(
+        connection, timeout=settings.provider_timeout, allow_private=settings.allow_private_endpoints
+    )
     print(f"connection {connection.label!r} ({connection.provider}): {result.outcome} — {result.detail}")
     if result.outcome != "ok":
         return 0 if result.ok else 1

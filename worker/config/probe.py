@@ -7,7 +7,7 @@
 | telnyx   | `GET /v2/messaging_profiles/{id}`,     | `GET /v2/phone_numbers` and                       |
 |          | else `GET /v2/balance`                 | `GET /v2/phone_numbers/messaging`, paged          |
 | sandbox  | nothing to check                       | its documented numbers                            |
-| custom   | not checked: no request sends nothing  | none: a custom endpoint has no list               |
+| custom   | https, every address public, TCP + TLS | none: a custom endpoint has no list               |
 
 The requests themselves are the provider modules' (`SmsProvider.check_credentials`,
 `list_numbers`, `check_sender`). Outcomes use the send taxonomy (`auth_failed`,
@@ -27,6 +27,7 @@ from worker.config.models import Connection
 from worker.errors import SendError
 from worker.providers import PROVIDER_CLASSES
 from worker.providers.numbers import NotSupported, NumberListing
+from worker.providers.pinning import PinnedResolver
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +59,23 @@ def _client(http: httpx.Client | None, timeout: float) -> Iterator[httpx.Client]
         yield client
 
 
-def probe(connection: Connection, *, timeout: float, http: httpx.Client | None = None) -> ProbeResult:
-    """Check `connection`'s credentials against its provider; `http` (tests) replaces the httpx client."""
+def probe(
+    connection: Connection,
+    *,
+    timeout: float,
+    http: httpx.Client | None = None,
+    allow_private: bool = False,
+    resolver: PinnedResolver | None = None,
+) -> ProbeResult:
+    """Check `connection`'s credentials against its provider; `http` (tests) replaces the httpx client.
+
+    A provider that checks an endpoint (`checks_endpoint`: custom) also gets `allow_private`
+    (SMS_ALLOW_PRIVATE_ENDPOINTS) and `resolver` (tests: the endpoint's DNS)."""
     provider = PROVIDER_CLASSES[connection.provider]
+    endpoint = {"allow_private": allow_private, "resolver": resolver} if provider.checks_endpoint else {}
     try:
         with _client(http, timeout) as client:
-            detail = provider.check_credentials(connection, http=client, timeout=timeout)
+            detail = provider.check_credentials(connection, http=client, timeout=timeout, **endpoint)
     except NotSupported as exc:
         return ProbeResult("not_checked", str(exc))
     except SendError as err:

@@ -18,6 +18,7 @@ import redis
 from worker.config.models import Connection
 from worker.providers.base import OutboundSms, Receipt, SmsProvider
 from worker.providers.custom import CustomProvider
+from worker.providers.pinning import PinnedBackend, PinnedResolver, PinnedTransport
 from worker.providers.plivo import PlivoProvider
 from worker.providers.sandbox import SandboxProvider
 from worker.providers.telnyx import TelnyxProvider
@@ -77,6 +78,8 @@ class ProviderPool:
         self._fingerprint_of_label: dict[str, str] = {}
         self._retired: list[tuple[float, SmsProvider]] = []
         self._http: httpx.Client | None = None
+        self._pinned_http: httpx.Client | None = None
+        self._resolver = PinnedResolver(ttl=settings.custom_dns_ttl)
 
     def http(self) -> httpx.Client:
         """One httpx client for every httpx-based provider of this process."""
@@ -91,6 +94,23 @@ class ProviderPool:
                 trust_env=False,
             )
         return self._http
+
+    def pinned_http(self) -> httpx.Client:
+        """The httpx client of custom endpoints: connections only to checked, pinned addresses."""
+        if self._pinned_http is None:
+            limit = self._settings.concurrency
+            backend = PinnedBackend(self._resolver, allow_private=self._settings.allow_private_endpoints)
+            self._pinned_http = httpx.Client(
+                transport=PinnedTransport(
+                    backend, limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+                ),
+                timeout=httpx.Timeout(
+                    self._settings.provider_timeout, connect=min(2.0, self._settings.provider_timeout)
+                ),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._pinned_http
 
     def get(self, connection: Connection) -> SmsProvider:
         key = fingerprint(connection)
@@ -133,7 +153,7 @@ class ProviderPool:
             return CustomProvider(
                 connection.custom_api_url,
                 headers,
-                http=self.http(),
+                http=self.pinned_http(),
                 allow_private=self._settings.allow_private_endpoints,
             )
         if connection.provider == "plivo":
@@ -148,6 +168,8 @@ class ProviderPool:
                 provider.close()
             self._providers.clear()
             self._retired.clear()
-            if self._http is not None:
-                self._http.close()
-                self._http = None
+            for client in (self._http, self._pinned_http):
+                if client is not None:
+                    client.close()
+            self._http = None
+            self._pinned_http = None

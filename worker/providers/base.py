@@ -90,6 +90,8 @@ class SmsProvider:
     requests the CLI makes (`check_credentials`, `list_numbers`) where the provider has them."""
 
     name: ClassVar[str]
+    #: `check_credentials` takes `allow_private` and `resolver` too (an endpoint of the user's)
+    checks_endpoint: ClassVar[bool] = False
     #: what one message may hold (checked before sending: `message_too_long`)
     limits: ClassVar[MessageLimits] = MessageLimits()
     #: default messages per second of one sending number, by kind of number (None: no default

@@ -2,19 +2,22 @@
 
 The endpoint is the platform user's, so it is treated as untrusted (DESIGN 7): HTTPS only, no
 redirects, a bounded response, and no loopback, private or link-local address — unless
-`SMS_ALLOW_PRIVATE_ENDPOINTS` (tests, on-premise gateways). Addresses are checked on every send,
-after DNS resolution. A resolver that answers differently between our check and httpx's own
-lookup (DNS rebinding) is not covered; pinning the address would need a custom transport.
+`SMS_ALLOW_PRIVATE_ENDPOINTS` (tests, on-premise gateways). Addresses are pinned
+(`worker/providers/pinning.py`): each new connection takes one cached resolution of the host,
+every address of it is checked, and the connection goes to a checked address, so a resolver that
+changes its answer (DNS rebinding) cannot send the request anywhere else. TLS still verifies the
+URL's host name. `probe_endpoint` (for `midcall-sms config connection test`) runs the same checks
+and opens a connection, TLS handshake included, without sending anything.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
+import ssl
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
+import httpcore
 import httpx
 
 from producers.contract import ErrorCode
@@ -29,13 +32,14 @@ from worker.providers.base import (
     status_error,
 )
 from worker.providers.numbers import NotSupported, NumberListing
+from worker.providers.pinning import PinnedBackend, PinnedResolver, check_addresses
 
 #: The most bytes read from an endpoint's answer; the rest is ignored.
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
-def check_endpoint(url: str, *, allow_private: bool) -> None:
-    """Refuse a URL we must not call; raises `SendError(sender_invalid)` naming the reason."""
+def check_url(url: str, *, allow_private: bool) -> SplitResult:
+    """Refuse a URL we must not call (not absolute, not https); `SendError(sender_invalid)`."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise SendError(
@@ -45,29 +49,86 @@ def check_endpoint(url: str, *, allow_private: bool) -> None:
         )
     if parts.scheme != "https" and not allow_private:
         raise SendError(ErrorCode.SENDER_INVALID, "custom_api_url must use https", cause="custom_endpoint")
-    if allow_private:
-        return
+    return parts
+
+
+def _port(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def check_endpoint(
+    url: str, *, allow_private: bool, resolver: PinnedResolver | None = None
+) -> tuple[str, ...]:
+    """The URL's check and one resolution of its host with every address checked; returns the
+    addresses. Raises `SendError` (`sender_invalid`, or `provider_unavailable` when it does not resolve)."""
+    parts = check_url(url, allow_private=allow_private)
+    assert parts.hostname is not None
+    addresses = (resolver or PinnedResolver(ttl=0)).addresses(parts.hostname, _port(parts))
+    check_addresses(addresses, allow_private=allow_private)
+    return addresses
+
+
+def probe_endpoint(
+    url: str,
+    *,
+    allow_private: bool,
+    timeout: float,
+    resolver: PinnedResolver | None = None,
+    verify: ssl.SSLContext | bool = True,
+) -> str:
+    """`config connection test` for a custom endpoint: the send's checks (URL, resolution, every
+    address), then a connection to a checked address and, for https, the TLS handshake with the
+    host's name; no request is sent. Returns what was checked; raises `SendError`."""
+    parts = check_url(url, allow_private=allow_private)
+    assert parts.hostname is not None
+    backend = PinnedBackend(resolver or PinnedResolver(ttl=0), allow_private=allow_private)
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        raise SendError(ErrorCode.PROVIDER_UNAVAILABLE, "cannot resolve the custom endpoint's host") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+        stream = backend.connect_tcp(parts.hostname, _port(parts), timeout=timeout)
+        try:
+            if parts.scheme == "https":
+                context = httpx.create_ssl_context(verify=verify, trust_env=False)
+                stream = stream.start_tls(context, server_hostname=parts.hostname, timeout=timeout)
+        finally:
+            stream.close()
+    except httpcore.ConnectTimeout:
+        raise SendError(
+            ErrorCode.PROVIDER_UNAVAILABLE, "timed out connecting to the custom endpoint"
+        ) from None
+    except (httpcore.ConnectError, httpcore.ReadError, httpcore.WriteError, httpcore.ReadTimeout) as exc:
+        if "CERTIFICATE" in str(exc).upper():
             raise SendError(
                 ErrorCode.SENDER_INVALID,
-                "custom_api_url resolves to a loopback, private or link-local address "
-                "(set SMS_ALLOW_PRIVATE_ENDPOINTS=true to allow it)",
+                "the custom endpoint's TLS certificate is not valid for its host",
                 cause="custom_endpoint",
-            )
+            ) from None
+        raise SendError(ErrorCode.PROVIDER_UNAVAILABLE, "cannot connect to the custom endpoint") from None
+    checked = "any address allowed" if allow_private else "public addresses only"
+    tls = ", TLS verified" if parts.scheme == "https" else ""
+    return f"endpoint reachable ({checked}{tls}); nothing sent"
 
 
 class CustomProvider(SmsProvider):
     name: ClassVar[str] = "custom"
 
+    #: `config connection test` passes SMS_ALLOW_PRIVATE_ENDPOINTS (and, in tests, a resolver)
+    checks_endpoint: ClassVar[bool] = True
+
     @classmethod
-    def check_credentials(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> str:
-        raise NotSupported("a custom endpoint has no request that sends nothing")
+    def check_credentials(
+        cls,
+        connection: Connection,
+        *,
+        http: httpx.Client,
+        timeout: float,
+        allow_private: bool = False,
+        resolver: PinnedResolver | None = None,
+    ) -> str:
+        """The send's checks (https, every resolved address public) and a connection to a checked
+        address with the TLS handshake; nothing is sent (`probe_endpoint`)."""
+        assert connection.custom_api_url is not None  # checked by the model
+        return probe_endpoint(
+            connection.custom_api_url, allow_private=allow_private, timeout=timeout, resolver=resolver
+        )
 
     @classmethod
     def list_numbers(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> NumberListing:
@@ -78,13 +139,15 @@ class CustomProvider(SmsProvider):
         return False
 
     def __init__(self, url: str, headers: dict[str, str], *, http: httpx.Client, allow_private: bool) -> None:
+        """`http` must be a client on a `PinnedTransport` (`ProviderPool.pinned_http`)."""
         self._url = url
         self._headers = headers
         self._http = http
         self._allow_private = allow_private
 
     def _send(self, sms: OutboundSms) -> Receipt:
-        check_endpoint(self._url, allow_private=self._allow_private)
+        # The addresses are checked when a connection is opened (`http` is pinned).
+        check_url(self._url, allow_private=self._allow_private)
         with (
             map_transport_errors(),
             self._http.stream(
