@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import signal
 import subprocess
 import sys
@@ -61,3 +62,16 @@ def test_custom_fake_takes_required_headers() -> None:
     finally:
         returncode, stderr = _stop(process, signal.SIGTERM)
     assert returncode == 0 and "1 contract violations" in stderr
+
+
+def test_telnyx_fake_prints_its_webhook_public_key() -> None:
+    """The Telnyx fake's second line is `webhook_public_key=` + the 32-byte key in base64."""
+    process, url = _start("telnyx", "--no-validate")
+    try:
+        assert process.stdout is not None
+        name, _, key = process.stdout.readline().strip().partition("=")
+        assert url.startswith("http://127.0.0.1:") and name == "webhook_public_key"
+        assert len(base64.b64decode(key, validate=True)) == 32
+    finally:
+        returncode, stderr = _stop(process, signal.SIGTERM)
+    assert (returncode, stderr) == (0, "")

@@ -1,7 +1,9 @@
 """Run one fake provider in the foreground: `python -m worker.testing twilio --port 8081 --latency-ms 100`.
 
-The first line on stdout is the fake's base URL (the benchmark reads it); the process serves until
-SIGTERM or SIGINT. Spec validation is on by default and costs ~5-15 ms of CPU per request on the
+The first line on stdout is the fake's base URL (the benchmark reads it); the Telnyx fake adds a second,
+`webhook_public_key=<base64>`, the key its webhooks verify with. The process serves until SIGTERM or
+SIGINT. Status callbacks go to the URL each send request names (every recipient: delivered).
+Spec validation is on by default and costs ~5-15 ms of CPU per request on the
 fake's single event loop, so load tests should pass `--no-validate`.
 """
 
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stopping.set())
     with build(args) as fake:
         print(fake.url, flush=True)
+        if isinstance(fake, FakeTelnyx):
+            print(f"webhook_public_key={fake.webhook_public_key}", flush=True)
         stopping.wait()
         violations = fake.violations
     if violations:

@@ -1,8 +1,9 @@
-"""`FakePlivo`: Plivo's send-message endpoint (Messaging API v1).
+"""`FakePlivo`: Plivo's Messaging API v1: send, retrieve, and its webhooks.
 
-    POST /v1/Account/{auth_id}/Message/   (trailing slash; JSON; HTTP Basic auth_id:auth_token)
-    GET  /v1/Account/{auth_id}/           (the account: what `connection test` fetches)
-    GET  /v1/Account/{auth_id}/Number/    (the account's numbers: `limit` ≤ 20 and `offset`, with `meta`)
+    POST /v1/Account/{auth_id}/Message/                 (trailing slash; JSON; HTTP Basic auth_id:auth_token)
+    GET  /v1/Account/{auth_id}/Message/{message_uuid}/  (the message's message_state and error_code)
+    GET  /v1/Account/{auth_id}/                         (the account: what `connection test` fetches)
+    GET  /v1/Account/{auth_id}/Number/                  (the numbers: `limit` ≤ 20, `offset`, `meta`)
 
 Answers like Plivo (reference/providers.md §2): 202 `{api_id, message: "message(s) queued",
 message_uuid: [...]}` (plus `invalid_number` when some of several `<`-separated destinations are
@@ -10,23 +11,34 @@ invalid), or `{api_id, error}` with 400/401/403/404/429/500. Plivo publishes no 
 requests are checked against `PlivoMessageRequest` and `PlivoNumbersQuery`, strict models of the
 documented fields.
 Plivo has no magic numbers; this fake borrows Twilio's: `INVALID_DST` and `GEO_BLOCKED_DST`.
+
+Status callbacks (reference/providers.md §2.2–2.3) go to the send's `url` with its `method` (POST form,
+or GET with the fields in the query): `queued` → `sent` → `delivered` | `undelivered` (+ `ErrorCode`),
+or `queued` → `failed`, with `Sequence` numbering the statuses in the order they happened. Each carries
+both signatures, V2 (`X-Plivo-Signature-V2`, `-Ma-V2`, `-V2-Nonce`) and V3 (`X-Plivo-Signature-V3`,
+`-Ma-V3`, `-V3-Nonce`), made with the auth token (the fake's account is a main account, so the `Ma`
+ones are the same). `send_inbound()` posts an incoming SMS as Plivo calls a number's message URL.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, Unpack
 from urllib.parse import urlencode
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
+from worker.testing import signing
 from worker.testing.accounts import OwnedNumber, cannot_send_from, owned, page_bounds
 from worker.testing.actions import Error
 from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
-from worker.testing.numbers import is_gsm7
-from worker.testing.server import FakeServer, ServerOptions
+from worker.testing.numbers import is_gsm7, sms_segments
+from worker.testing.server import ServerOptions
+from worker.testing.webhooks import Callback, MessageStore, Receipts, Target, Webhook, WebhookFake
 
 DEFAULT_AUTH_ID: Final = "MA0123456789ABCDEF01"
 DEFAULT_AUTH_TOKEN: Final = "fake-plivo-auth-token"
@@ -41,9 +53,16 @@ MAX_LIMIT: Final = 20
 MAX_GSM7_CHARS: Final = 1600
 MAX_UCS2_CHARS: Final = 737
 
+DEFAULT_CODES: Final[Mapping[str, int]] = {"undelivered": 80, "failed": 300}
+"""The `ErrorCode` of `Receipts.undelivered()` / `Receipts.failed()` when no code is given (Plivo's
+"destination temporarily unavailable" and "failed to dispatch message")."""
+RATE: Final = "0.00500"
+_SEQUENCE: Final[Mapping[str, int]] = {"queued": 1, "sent": 2, "failed": 2, "delivered": 3, "undelivered": 3}
+
 _SEND_PATH = re.compile(r"^/v1/Account/(?P<auth_id>[^/]+)/Message/$")
 _ACCOUNT_PATH = re.compile(r"^/v1/Account/(?P<auth_id>[^/]+)/$")
 _NUMBERS_PATH = re.compile(r"^/v1/Account/(?P<auth_id>[^/]+)/Number/$")
+_MESSAGE_PATH = re.compile(r"^/v1/Account/(?P<auth_id>[^/]+)/Message/(?P<uuid>[^/]+)/$")
 _DST_STRIP = re.compile(r"[\s/\-.+()]")  # Plivo ignores these characters in numbers
 _DST_NUMBER = re.compile(r"^[1-9]\d{6,14}$")
 _ERRORS: Final[Mapping[int, str]] = {
@@ -103,7 +122,7 @@ def plivo_error(status: int, error: str | None = None, headers: Mapping[str, str
     return Response.json(status, body, headers)
 
 
-class FakePlivo(FakeServer):
+class FakePlivo(WebhookFake):
     """Fake Plivo Messages API; `numbers` are what the account lists."""
 
     def __init__(
@@ -120,11 +139,26 @@ class FakePlivo(FakeServer):
         self.auth_token = auth_token
         self.numbers = owned(numbers, DEFAULT_NUMBERS)
         self.validate = validate
+        self._messages = MessageStore()
 
     @property
     def messages_path(self) -> str:
         """The send-message path for this account (with Plivo's trailing slash)."""
         return f"/v1/Account/{self.auth_id}/Message/"
+
+    def message_path(self, message_uuid: str) -> str:
+        """The retrieve path of one message (trailing slash)."""
+        return f"/v1/Account/{self.auth_id}/Message/{message_uuid}/"
+
+    def message(self, message_uuid: str) -> dict[str, Any] | None:
+        """A copy of the message detail record as a retrieve would answer it now (None if unknown)."""
+        with self._lock:
+            record = self._messages.get(message_uuid)
+            return dict(record) if record is not None else None
+
+    def on_reset(self) -> None:
+        super().on_reset()
+        self._messages.clear()
 
     def check(self, request: RecordedRequest) -> list[str]:
         if not self.validate:
@@ -133,6 +167,8 @@ class FakePlivo(FakeServer):
             return [] if request.basic_auth() else ["missing HTTP Basic credentials"]
         if request.method == "GET" and _NUMBERS_PATH.match(request.path):
             return _numbers_query_violations(request)
+        if request.method == "GET" and _MESSAGE_PATH.match(request.path) is not None:
+            return [] if request.basic_auth() else ["missing HTTP Basic credentials"]
         if request.method != "POST" or _SEND_PATH.match(request.path) is None:
             expected = "POST /v1/Account/{auth_id}/Message/"
             return [f"no such endpoint: {request.method} {request.path} (expected {expected})"]
@@ -155,6 +191,8 @@ class FakePlivo(FakeServer):
         account = self._account_request(request)
         if account is not None:
             return account
+        if (retrieve := _MESSAGE_PATH.match(request.path)) is not None and request.method == "GET":
+            return self._retrieve(request, retrieve["auth_id"], retrieve["uuid"])
         match = _SEND_PATH.match(request.path)
         if match is None:
             return plivo_error(404)
@@ -198,13 +236,14 @@ class FakePlivo(FakeServer):
         if request.violations:
             return plivo_error(400, "; ".join(request.violations))
         uuids = [str(uuid.uuid4()) for _ in valid]
+        url, method = body.get("url"), body.get("method", "POST")
+        target = Target(url, str(method).upper()) if isinstance(url, str) and url else None
         for message_uuid, number in zip(uuids, valid, strict=True):
             sender = src if isinstance(src, str) else None
-            self.accept(
-                AcceptedMessage(
-                    message_uuid, number, sender, text if isinstance(text, str) else None, request.received_at
-                )
-            )
+            message = text if isinstance(text, str) else None
+            self.accept(AcceptedMessage(message_uuid, number, sender, message, request.received_at))
+            self._messages.add(message_uuid, self._mdr(message_uuid, number, sender, body))
+            self.schedule_receipts(message_uuid, number, target)
         answer: dict[str, object] = {
             "api_id": str(uuid.uuid4()),
             "message": "message(s) queued",
@@ -295,6 +334,138 @@ class FakePlivo(FakeServer):
             "voice_rate": "0.00850",
         }
 
+    # -- retrieve ------------------------------------------------------------------------------------
+    def _mdr(
+        self, message_uuid: str, number: str, sender: str | None, body: Mapping[str, object]
+    ) -> dict[str, Any]:
+        """The message detail record (MDR) of a message just queued, as the retrieve endpoint shows it."""
+        text = body.get("text")
+        units = sms_segments(text) if isinstance(text, str) else 1
+        powerpack = body.get("powerpack_uuid")
+        return {
+            "carrier_fees": "0.00000",
+            "error_code": None,
+            "from_number": _DST_STRIP.sub("", sender) if sender else "",
+            "mcc": "310",
+            "message_direction": "outbound",
+            "message_state": "queued",
+            "message_time": _plivo_time(offset=True),
+            "message_type": str(body.get("type", "sms")),
+            "message_uuid": message_uuid,
+            "mnc": "260",
+            "powerpack_id": powerpack if isinstance(powerpack, str) else None,
+            "resource_uri": self.message_path(message_uuid),
+            "to_number": number,
+            "total_amount": "0.00000",
+            "total_rate": RATE,
+            "units": units,
+        }
+
+    def _retrieve(self, request: RecordedRequest, auth_id: str, message_uuid: str) -> Response:
+        if request.basic_auth() != (self.auth_id, self.auth_token):
+            return plivo_error(401)
+        record = self._messages.get(message_uuid) if auth_id == self.auth_id else None
+        if record is None:
+            return plivo_error(404)
+        return Response.json(200, {"api_id": str(uuid.uuid4()), **record})
+
+    # -- status callbacks ----------------------------------------------------------------------------------
+    def receipt_steps(self, receipts: Receipts) -> list[tuple[str, int | None]]:
+        code = receipts.code if receipts.code is not None else DEFAULT_CODES.get(receipts.outcome)
+        steps: dict[str, list[tuple[str, int | None]]] = {
+            "delivered": [("queued", None), ("sent", None), ("delivered", None)],
+            "undelivered": [("queued", None), ("sent", None), ("undelivered", code)],
+            "failed": [("queued", None), ("failed", code)],
+            "unconfirmed": [("queued", None), ("sent", None)],
+        }
+        return steps[receipts.outcome]
+
+    def set_status(self, message_id: str, status: str, code: int | None) -> None:
+        record = self._messages.get(message_id)
+        if record is None:
+            return
+        record["message_state"] = status
+        if status in ("failed", "undelivered"):
+            record["error_code"] = str(code)
+        elif status == "delivered":
+            record["error_code"] = "000"
+        if status in ("sent", "delivered", "undelivered"):
+            record["total_amount"] = f"{float(RATE) * int(record['units']):.5f}"
+
+    def status_webhook(
+        self, message_id: str, status: str, code: int | None, target: Target, receipts: Receipts
+    ) -> Webhook:
+        record = self._messages.get(message_id) or {}
+        now = _plivo_time()
+        fields = {
+            "MessageUUID": message_id,
+            "ParentMessageUUID": message_id,
+            "PartInfo": "1 of 1",
+            "To": str(record.get("to_number", "")),
+            "From": str(record.get("from_number", "")),
+            "Type": str(record.get("message_type", "sms")),
+            "Status": status,
+            "Units": str(record.get("units", 1)),
+            "TotalRate": RATE,
+            "TotalAmount": str(record.get("total_amount", "0.00000")),
+            "MCC": str(record.get("mcc", "")),
+            "MNC": str(record.get("mnc", "")),
+            "Sequence": str(_SEQUENCE.get(status, 1)),
+            "MessageTime": now,
+            "QueuedTime": now,
+        }
+        if status != "queued":
+            fields["SentTime"] = now
+        if status in ("delivered", "undelivered"):
+            fields["DeliveryReportTime"] = now
+        if status in ("failed", "undelivered"):
+            fields["ErrorCode"] = str(code)
+        if record.get("powerpack_id"):
+            fields["PowerpackUUID"] = str(record["powerpack_id"])
+        return self._signed(target, fields, forged=receipts.forged)
+
+    # -- inbound -------------------------------------------------------------------------------------------
+    def send_inbound(
+        self, url: str, *, from_: str, to: str, text: str, method: str = "POST", forged: bool = False
+    ) -> Callback:
+        """Send an incoming SMS to `url` as Plivo calls a number's message URL; wait for the answer.
+
+        Numbers are reported as Plivo does, without `+`.
+        """
+        message_uuid = str(uuid.uuid4())
+        fields = {
+            "From": from_.lstrip("+"),
+            "To": to.lstrip("+"),
+            "Text": text,
+            "Type": "sms",
+            "MessageUUID": message_uuid,
+            "Units": str(sms_segments(text)),
+            "TotalRate": "0.00000",
+            "TotalAmount": "0.00000",
+        }
+        hook = self._signed(Target(url, method.upper()), fields, forged=forged)
+        return self.deliver("inbound", message_uuid, "received", hook)
+
+    def _signed(self, target: Target, fields: Mapping[str, str], *, forged: bool) -> Webhook:
+        token = self.auth_token + ("-forged" if forged else "")
+        v2_nonce, v3_nonce = (str(secrets.randbelow(10**20)).zfill(20) for _ in range(2))
+        v2 = signing.plivo_v2(target.url, v2_nonce, token)
+        v3 = signing.plivo_v3(target.method, target.url, fields, v3_nonce, token)
+        headers = {
+            "User-Agent": "PlivoHTTP",
+            "X-Plivo-Signature-V2": v2,
+            "X-Plivo-Signature-Ma-V2": v2,
+            "X-Plivo-Signature-V2-Nonce": v2_nonce,
+            "X-Plivo-Signature-V3": v3,
+            "X-Plivo-Signature-Ma-V3": v3,
+            "X-Plivo-Signature-V3-Nonce": v3_nonce,
+        }
+        if target.method == "GET":
+            joiner = "&" if "?" in target.url else "?"
+            return Webhook(target.url + joiner + urlencode(fields), "GET", headers)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return Webhook(target.url, "POST", headers, urlencode(fields).encode())
+
 
 def _first_values(request: RecordedRequest) -> dict[str, str]:
     return {name: values[0] for name, values in request.query.items() if values}
@@ -321,3 +492,9 @@ def _matches(number: OwnedNumber, query: PlivoNumbersQuery) -> bool:
         return False
     wanted = query.services.split(",") if query.services else []
     return all(getattr(number, service) for service in wanted)
+
+
+def _plivo_time(*, offset: bool = False) -> str:
+    """Plivo's timestamps: "2026-12-01 09:45:00.123456" (the retrieve endpoint adds "+00:00")."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return stamp + "+00:00" if offset else stamp

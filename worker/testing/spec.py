@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,33 @@ class OpenApiContract:
             result = openapi.unmarshal_response(self._adapt(request), adapted)
         return [_describe(error) for error in result.errors]
 
+    def webhook_violations(self, name: str, headers: Mapping[str, str], body: bytes) -> list[str]:
+        """What openapi-core finds wrong with a webhook POST the fake sends (the spec's `webhooks.<name>`,
+        OpenAPI 3.1): its header parameters and its body. Security is not checked: openapi-core would
+        apply the document's global `security` (the API's bearer token), which a provider's webhook
+        does not carry, and stop there; the signature headers are checked as parameters instead."""
+        from openapi_core.datatypes import RequestParameters
+        from openapi_core.validation.request.validators import (
+            V31WebhookRequestBodyValidator,
+            V31WebhookRequestParametersValidator,
+        )
+        from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+        openapi = self.load()
+        webhook = _OpenApiWebhook(
+            name=name,
+            method="post",
+            body=body,
+            content_type=next((v for k, v in headers.items() if k.lower() == "content-type"), "").lower(),
+            parameters=RequestParameters(query=ImmutableMultiDict(), header=Headers(list(headers.items()))),
+        )
+        with self._lock:
+            errors = [
+                *V31WebhookRequestParametersValidator(openapi.spec).iter_errors(webhook),
+                *V31WebhookRequestBodyValidator(openapi.spec).iter_errors(webhook),
+            ]
+        return [_describe(error) for error in errors]
+
     def _adapt(self, request: RecordedRequest) -> _OpenApiRequest:
         from openapi_core.datatypes import RequestParameters
         from werkzeug.datastructures import Headers, ImmutableMultiDict
@@ -118,6 +146,17 @@ class _OpenApiRequest:
 
     host_url: str
     path: str
+    method: str
+    body: bytes | None
+    content_type: str
+    parameters: RequestParameters
+
+
+@dataclass
+class _OpenApiWebhook:
+    """openapi-core's `WebhookRequest` protocol, for a webhook a fake sends."""
+
+    name: str
     method: str
     body: bytes | None
     content_type: str

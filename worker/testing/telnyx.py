@@ -1,6 +1,7 @@
-"""`FakeTelnyx`: Telnyx's send-message endpoint (API v2 Messaging).
+"""`FakeTelnyx`: Telnyx's API v2 Messaging: send, retrieve, and its webhooks.
 
-    POST /v2/messages   (JSON; Authorization: Bearer <API key>; optional Idempotency-Key)
+    POST /v2/messages        (JSON; Authorization: Bearer <API key>; optional Idempotency-Key)
+    GET  /v2/messages/{id}   (the message as it is now: to[].status, errors)
     GET  /v2/balance, /v2/messaging_profiles/{id}       (what `connection test` fetches)
     GET  /v2/phone_numbers, /v2/phone_numbers/messaging (`numbers`: page[number]/page[size] and `meta`)
 
@@ -14,11 +15,21 @@ answer for a key is replayed for 24 h with `Idempotent-Replayed: true` and sends
 with a different body gets 422 10027; error answers are not stored, so a retry runs again; a malformed
 key gets 400 10015. The fake answers a request only when it is done with it, so Telnyx's 409 10036
 ("still being processed") never happens here.
+
+Webhooks (reference/providers.md §3.4): to the send's `webhook_url`, JSON `message.sent` (to[].status
+`sent`) then `message.finalized` (`delivered`, `delivery_failed` + errors[], `delivery_unconfirmed`), or
+only `message.finalized` `sending_failed`; each event is checked against the spec's `deliveryUpdate`
+webhook. Signed like Telnyx: `telnyx-timestamp` (Unix seconds) and `telnyx-signature-ed25519`, the
+base64 Ed25519 signature of `f"{timestamp}|{raw body}"` with the fake's own key pair, whose public
+half is `webhook_public_key` (base64 of the 32 raw bytes, as Mission Control shows it).
+`send_inbound()` sends a `message.received` event (spec webhook `inboundMessage`).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import math
 import re
 import time
@@ -32,8 +43,10 @@ from worker.testing.accounts import OwnedNumber, cannot_send_from, owned, page_b
 from worker.testing.actions import Error
 from worker.testing.exchange import AcceptedMessage, RecordedRequest, Response
 from worker.testing.numbers import E164, is_gsm7, sms_segments
-from worker.testing.server import FakeServer, ServerOptions
+from worker.testing.server import ServerOptions
+from worker.testing.signing import Ed25519Signer
 from worker.testing.spec import OpenApiContract, contract
+from worker.testing.webhooks import Callback, MessageStore, Receipts, Target, Webhook, WebhookFake
 
 API_HOST: Final = "https://api.telnyx.com"
 SPEC_FILE: Final = "telnyx/spec3.yml"
@@ -79,6 +92,25 @@ _DETAILS: Final[Mapping[int, str]] = {
     40305: "The 'from' address should be a number or sender ID on the messaging profile.",
     40310: "The 'to' address should be a single valid number.",
 }
+DEFAULT_CODES: Final[Mapping[str, int]] = {"undelivered": 40008, "failed": 40008}
+"""The `errors[].code` of `Receipts.undelivered()` / `Receipts.failed()` when no code is given."""
+DELIVERY_ERRORS: Final[Mapping[int, str]] = {
+    40001: "Not routable",
+    40002: "Blocked as spam - temporary",
+    40003: "Blocked as spam - permanent",
+    40004: "Rejected by destination",
+    40005: "Message expired during transmission",
+    40006: "Recipient server unavailable",
+    40008: "Undeliverable",
+    40009: "Invalid message body",
+    40011: "Too many messages",
+    40300: "Blocked due to STOP message",
+}
+"""Titles of the delivery errors a `message.finalized` event carries in `payload.errors[]`."""
+STALE_SECONDS: Final = 600
+"""How far in the past `Receipts.with_stale_timestamp()` stamps a webhook (receivers refuse > 300 s)."""
+
+_MESSAGE_PATH = re.compile(r"^/v2/messages/(?P<id>[^/]+)$")
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _SHORT_CODE = re.compile(r"^\d{3,8}$")
 
@@ -110,7 +142,7 @@ class _Stored:
     stored_at: float
 
 
-class FakeTelnyx(FakeServer):
+class FakeTelnyx(WebhookFake):
     """Fake Telnyx Messages API; at most `rate_limit` requests per `rate_limit_window` seconds (then 429)."""
 
     def __init__(
@@ -135,6 +167,24 @@ class FakeTelnyx(FakeServer):
         self._window_start = time.monotonic()
         self._window_count = 0
         self._idempotency: dict[str, _Stored] = {}
+        self._messages = MessageStore()
+        self._signer = Ed25519Signer()
+        self._forger = Ed25519Signer()
+
+    @property
+    def webhook_public_key(self) -> str:
+        """Base64 of the 32-byte Ed25519 public key the webhooks verify with (a connection's
+        `webhook_public_key`)."""
+        return self._signer.public_key
+
+    def message_path(self, message_id: str) -> str:
+        """The retrieve path of one message."""
+        return f"/v2/messages/{message_id}"
+
+    def message(self, message_id: str) -> dict[str, Any] | None:
+        """A copy of the message as a retrieve would answer it now (None if unknown)."""
+        with self._lock:
+            return copy.deepcopy(self._messages.get(message_id))
 
     @property
     def idempotency_keys(self) -> dict[str, str]:
@@ -158,6 +208,8 @@ class FakeTelnyx(FakeServer):
         return telnyx_error(code, error.status, error.message, headers=error.headers)
 
     def on_reset(self) -> None:
+        super().on_reset()
+        self._messages.clear()
         self._idempotency.clear()
         self._window_start, self._window_count = time.monotonic(), 0
 
@@ -165,6 +217,8 @@ class FakeTelnyx(FakeServer):
         account = self._account_request(request)
         if account is not None:
             return account
+        if (retrieve := _MESSAGE_PATH.match(request.path)) is not None and request.method == "GET":
+            return self._retrieve(request, retrieve["id"])
         if request.path != "/v2/messages":
             return telnyx_error(10005, 404)
         if request.method != "POST":
@@ -235,6 +289,10 @@ class FakeTelnyx(FakeServer):
                 request.received_at,
             )
         )
+        self._messages.add(payload["id"], copy.deepcopy(payload))
+        webhook_url = body.get("webhook_url")
+        target = Target(webhook_url) if isinstance(webhook_url, str) and webhook_url else None
+        self.schedule_receipts(payload["id"], body["to"], target)
         return Response.json(200, {"data": payload}), payload["id"]
 
     @staticmethod
@@ -308,7 +366,7 @@ class FakeTelnyx(FakeServer):
             "tcr_campaign_id": None,
             "tcr_campaign_billable": False,
             "tcr_campaign_registered": None,
-            "received_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "received_at": _iso_now(),
             "sent_at": None,
             "completed_at": None,
             "valid_until": None,
@@ -442,11 +500,139 @@ class FakeTelnyx(FakeServer):
             "whitelisted_destinations": ["US"],
         }
 
+    # -- retrieve ------------------------------------------------------------------------------------
+    def _retrieve(self, request: RecordedRequest, message_id: str) -> Response:
+        if request.bearer_token() != self.api_key:
+            return telnyx_error(10009, 401)
+        payload = self._messages.get(message_id)
+        if payload is None:
+            return telnyx_error(10005, 404)
+        response = Response.json(200, {"data": payload})
+        if self.contract is not None:
+            self._violations.extend(
+                f"retrieve answer: {v}" for v in self.contract.response_violations(request, response)
+            )
+        return response
+
+    # -- webhooks ------------------------------------------------------------------------------------------
+    def receipt_steps(self, receipts: Receipts) -> list[tuple[str, int | None]]:
+        code = receipts.code if receipts.code is not None else DEFAULT_CODES.get(receipts.outcome)
+        steps: dict[str, list[tuple[str, int | None]]] = {
+            "delivered": [("sent", None), ("delivered", None)],
+            "undelivered": [("sent", None), ("delivery_failed", code)],
+            "failed": [("sending_failed", code)],
+            "unconfirmed": [("sent", None), ("delivery_unconfirmed", None)],
+        }
+        return steps[receipts.outcome]
+
+    def set_status(self, message_id: str, status: str, code: int | None) -> None:
+        payload = self._messages.get(message_id)
+        if payload is not None:
+            _move(payload, status, code)
+
+    def status_webhook(
+        self, message_id: str, status: str, code: int | None, target: Target, receipts: Receipts
+    ) -> Webhook:
+        payload = copy.deepcopy(self._messages.get(message_id) or {})
+        _move(payload, status, code)  # the event shows the status it reports, even when it comes late
+        event_type = "message.sent" if status == "sent" else "message.finalized"
+        return self._event("deliveryUpdate", event_type, payload, target.url, receipts.forged, receipts.stale)
+
+    def send_inbound(
+        self, url: str, *, from_: str, to: str, text: str, forged: bool = False, stale: bool = False
+    ) -> Callback:
+        """Send a `message.received` event for an SMS from `from_` to `to` (a number of the account)."""
+        now, message_id = _iso_now(), str(uuid.uuid4())
+        payload = {
+            "record_type": "message",
+            "direction": "inbound",
+            "id": message_id,
+            "type": "SMS",
+            "messaging_profile_id": DEFAULT_MESSAGING_PROFILE_ID,
+            "organization_id": self.organization_id,
+            "from": {"phone_number": from_, "carrier": "T-MOBILE USA, INC.", "line_type": "Wireless"},
+            "to": [{"phone_number": to, "status": "delivered", "carrier": "Telnyx", "line_type": "VoIP"}],
+            "cc": [],
+            "text": text,
+            "subject": None,
+            "media": [],
+            "encoding": "GSM-7" if is_gsm7(text) else "UCS-2",
+            "parts": sms_segments(text),
+            "num_chars": len(text),
+            "tags": [],
+            "cost": None,
+            "cost_breakdown": None,
+            "received_at": now,
+            "sent_at": None,
+            "completed_at": None,
+            "valid_until": None,
+            "webhook_url": url,
+            "webhook_failover_url": None,
+            "errors": [],
+        }
+        hook = self._event("inboundMessage", "message.received", payload, url, forged, stale)
+        return self.deliver("inbound", message_id, "received", hook)
+
+    def _event(
+        self, webhook: str, event_type: str, payload: dict[str, Any], url: str, forged: bool, stale: bool
+    ) -> Webhook:
+        """A signed event for the spec's webhook `webhook`, checked against its schema."""
+        event = {
+            "data": {
+                "record_type": "event",
+                "id": str(uuid.uuid4()),
+                "event_type": event_type,
+                "occurred_at": _iso_now(),
+                "payload": payload,
+            },
+            "meta": {"attempt": 1, "delivered_to": url},
+        }
+        body = json.dumps(event).encode()
+        timestamp = str(int(time.time()) - (STALE_SECONDS if stale else 0))
+        signer = self._forger if forged else self._signer
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "telnyx-webhooks",
+            "telnyx-timestamp": timestamp,
+            "telnyx-signature-ed25519": signer.sign(timestamp, body),
+        }
+        if self.contract is not None:
+            self._violations.extend(
+                f"{webhook} webhook: {v}" for v in self.contract.webhook_violations(webhook, headers, body)
+            )
+        return Webhook(url, "POST", headers, body)
+
 
 def _profile_name(profile: str | None) -> str | None:
     if profile is None:
         return None
     return "Fake messaging profile" if profile == DEFAULT_MESSAGING_PROFILE_ID else f"Profile {profile[:8]}"
+
+
+def _move(payload: dict[str, Any], status: str, code: int | None) -> None:
+    """Set an OutboundMessagePayload to `status` (a `to[].status`), with `errors[]` for `code`."""
+    now = _iso_now()
+    for recipient in payload.get("to", []):
+        recipient["status"] = status
+    if status != "sending_failed":
+        payload["sent_at"] = payload.get("sent_at") or now
+        payload["cost"] = {"amount": "0.0040", "currency": "USD"}
+    payload["completed_at"] = None if status == "sent" else (payload.get("completed_at") or now)
+    payload["errors"] = (
+        [
+            {
+                "code": str(code),
+                "title": DELIVERY_ERRORS.get(code, "Error"),
+                "detail": DELIVERY_ERRORS.get(code, ""),
+            }
+        ]
+        if code is not None
+        else []
+    )
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _with_headers(response: Response, headers: Mapping[str, str]) -> Response:
