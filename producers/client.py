@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -37,6 +37,7 @@ from producers.enqueue import (
 )
 from producers.envelope import task_message
 from producers.jobs import DEFAULT_EXPIRES_IN, build_job
+from producers.redis_url import async_client, close_async
 from producers.results import SendResult
 
 #: Connections per client: one per send awaiting its outcome, plus enqueues.
@@ -88,14 +89,16 @@ class SmsClient:
     ) -> Self:
         """A client with its own connection pool; `redis_options` go to the pool's connections.
 
+        `url` is `redis://…` or a Sentinel URL, `sentinel://h1:26379;sentinel://h2:26379/0?master_name=NAME`
+        (`producers/redis_url.py`): the client then follows the master through failovers.
         Each send waiting for its outcome holds one connection (a blocking XREAD), so the pool
-        is large and blocking: past `max_connections` a send waits for a free connection
-        (within its enqueue budget) instead of failing.
+        is large; with one server it is blocking: past `max_connections` a send waits for a free
+        connection (within its enqueue budget) instead of failing.
         """
         options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_keepalive": True}
         options.update(redis_options)
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=None, **options)
-        return cls(Redis(connection_pool=pool), owns_redis=True, enqueue_timeout=enqueue_timeout)
+        client = async_client(url, max_connections=max_connections, **options)
+        return cls(client, owns_redis=True, enqueue_timeout=enqueue_timeout)
 
     async def __aenter__(self) -> Self:
         return self
@@ -110,8 +113,7 @@ class SmsClient:
             # Let enqueues that outlived a cancelled send() finish (each is bounded by its budget).
             await asyncio.gather(*self._enqueues, return_exceptions=True)
         if self._owns_redis:
-            await self._redis.aclose()
-            await self._redis.connection_pool.disconnect()
+            await close_async(self._redis)
 
     async def send(
         self,

@@ -36,6 +36,7 @@ from producers.enqueue import (
 )
 from producers.envelope import task_message
 from producers.jobs import DEFAULT_EXPIRES_IN, build_job
+from producers.redis_url import close_sync, sync_client
 from producers.results import SendResult
 
 
@@ -56,6 +57,7 @@ class SyncSmsClient:
     @classmethod
     def from_url(cls, url: str, *, enqueue_timeout: float = ENQUEUE_TIMEOUT, **redis_options: Any) -> Self:
         """A client with its own connection pool; `redis_options` go to the pool's connections.
+        `url` is `redis://…` or a Sentinel URL (`producers/redis_url.py`).
 
         Connections time out after `enqueue_timeout` seconds without an answer (connecting: at most
         1 s), which is what bounds the enqueue; blocking reads set their own longer timeout.
@@ -66,7 +68,7 @@ class SyncSmsClient:
             "socket_keepalive": True,
         }
         options.update(redis_options)
-        return cls(Redis.from_url(url, **options), owns_redis=True, enqueue_timeout=enqueue_timeout)
+        return cls(sync_client(url, **options), owns_redis=True, enqueue_timeout=enqueue_timeout)
 
     def __enter__(self) -> Self:
         return self
@@ -78,7 +80,7 @@ class SyncSmsClient:
 
     def close(self) -> None:
         if self._owns_redis:
-            self._redis.close()
+            close_sync(self._redis)
 
     def send(
         self,

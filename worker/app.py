@@ -36,13 +36,14 @@ import structlog
 from celery import Celery, signals
 
 from producers.contract import QUEUE
-from worker import health, logs, runtime, tasks
+from worker import health, logs, redis_client, runtime, tasks
 from worker.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
-    app = Celery("midcall_sms", broker=settings.redis_url, set_as_current=False)
+    broker_url, broker_options = redis_client.broker(settings)
+    app = Celery("midcall_sms", broker=broker_url, set_as_current=False)
     app.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             "socket_connect_timeout": 2,
             "health_check_interval": 10,
             "retry_on_timeout": True,
+            **broker_options,  # Sentinel: master_name (worker/redis_client.py)
         },
     )
     app.midcall_settings = settings

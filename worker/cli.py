@@ -11,7 +11,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 from pydantic import ValidationError
@@ -22,6 +21,7 @@ from worker.config import commands
 from worker.config.crypto import Crypto
 from worker.config.loader import load_file
 from worker.errors import ConfigError, SmsError
+from worker.redis_client import redacted
 from worker.settings import Settings
 
 
@@ -104,11 +104,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def safe_url(url: str) -> str:
-    """A Redis URL without its user and password, fit for a message."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=netloc).geturl()
+    """A Redis URL (plain or Sentinel) without users and passwords, fit for a message."""
+    return redacted(url)
 
 
 def _settings_problems(exc: ValidationError) -> str:

@@ -30,7 +30,7 @@ from prometheus_client.registry import CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker import metrics
+from worker import metrics, redis_client
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.health")
@@ -156,8 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def broker_client(settings: Settings) -> redis.Redis:
     """A Redis client for probes and queue depth: fails within a second, never retries."""
-    return redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=1.0, socket_timeout=1.0, retry=Retry(NoBackoff(), 0)
+    return redis_client.connect(
+        settings, socket_connect_timeout=1.0, socket_timeout=1.0, retry=Retry(NoBackoff(), 0)
     )
 
 
@@ -189,7 +189,7 @@ class WorkerMonitor(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is
                 "worker.metrics_unavailable", host=settings.metrics_host, port=settings.metrics_port,
                 error=str(exc),
             )  # fmt: skip
-            client.close()
+            redis_client.close(client)
             return
         self._client = client
         self._queue_depth = metrics.QueueDepthCollector(client, interval=settings.queue_depth_interval)
@@ -218,7 +218,7 @@ class WorkerMonitor(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is
             metrics.REGISTRY.unregister(self._queue_depth)
             self._queue_depth = None
         if self._client is not None:
-            self._client.close()
+            redis_client.close(self._client)
             self._client = None
 
     def _on_shutting_down(self, **_: Any) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import redis
 
+from worker import redis_client
 from worker.config.source import open_source
 from worker.providers import ProviderPool
 from worker.service import SmsService
@@ -25,7 +26,7 @@ class Runtime:
 
     def close(self) -> None:
         self.providers.close()
-        self.redis.close()
+        redis_client.close(self.redis)
 
 
 _lock = threading.Lock()
@@ -33,8 +34,8 @@ _runtime: Runtime | None = None
 
 
 def build(settings: Settings) -> Runtime:
-    client = redis.Redis.from_url(
-        settings.redis_url,
+    client = redis_client.connect(
+        settings,
         max_connections=settings.concurrency + 16,
         socket_keepalive=True,
         socket_connect_timeout=2.0,

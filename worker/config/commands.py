@@ -18,10 +18,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import redis
 import yaml
 
 from producers.contract import mask_number
+from worker import redis_client
 from worker.config import sealed, senders
 from worker.config.crypto import Crypto
 from worker.config.loader import expand_vars, load_file, parse_text, validate
@@ -51,11 +51,11 @@ def _store(settings: Settings, *, writes: bool = False) -> Iterator[RedisConfigS
             "not this store",
             file=sys.stderr,
         )
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=10.0)
+    client = redis_client.connect(settings, socket_connect_timeout=2.0, socket_timeout=10.0)
     try:
         yield RedisConfigStore(client, crypto)
     finally:
-        client.close()
+        redis_client.close(client)
 
 
 def _read_text(name: str, *, what: str) -> str:

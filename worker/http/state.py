@@ -15,6 +15,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from worker import redis_client
 from worker.config.models import SmsConfig
 from worker.config.source import ConfigSource, open_source
 from worker.http.metrics import ServiceMetrics
@@ -27,8 +28,8 @@ REDIS_THREADS = 40
 def service_client(settings: Settings) -> redis.Redis:
     """Redis for request handling: fails within two seconds and does not retry on its own, so a
     request answers 503 (and the provider retries) instead of hanging while Redis is away."""
-    return redis.Redis.from_url(
-        settings.redis_url,
+    return redis_client.connect(
+        settings,
         max_connections=REDIS_THREADS + 8,
         socket_connect_timeout=1.0,
         socket_timeout=2.0,
@@ -86,4 +87,4 @@ class ServiceState:
         return base.rstrip("/") + path + (f"?{query}" if query else "")
 
     def close(self) -> None:
-        self.redis.close()
+        redis_client.close(self.redis)
