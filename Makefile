@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint typecheck format bench schemas deploy-check image-test promtool clean
+.PHONY: install demo test test-fast lint typecheck format bench schemas deploy-check image-test promtool clean soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,3 +59,8 @@ bench: $(STAMP)
 # texts through the containers, the probes, Flower, `docker stop` mid-stream (.ci/image-test).
 image-test: $(STAMP)
 	VENV=$(VENV) .ci/image-test
+
+# The soak (not part of `make test`): sends for 3 minutes while workers are SIGKILLed and Redis
+# restarts at random moments, then checks every job ended once. `make soak ARGS="--duration 600"`.
+soak: $(STAMP)
+	$(BIN)/python -m worker.soak $(ARGS)
