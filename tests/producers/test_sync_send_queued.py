@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -49,15 +50,44 @@ def test_many_threads_with_tiny_timeouts_under_cpu_load_are_all_queued(
     assert counts["pending"] == 500
 
 
-def test_a_budget_too_short_for_the_load_fails_not_queued_instead_of_pending(
-    redis_url: str, redis_client: redis.Redis, cpu_load: None
+def test_a_redis_that_stalls_now_and_then_gets_not_queued_answers_never_false_pendings(
+    redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    """A 2 ms budget under load: sends that could not be queued in time fail "not queued" and are
-    not in Redis; every `pending` one is."""
-    results = _send_many(redis_url, 500, enqueue_timeout=0.002)
+    """Redis stalls for 100 ms every 200 ms (a proxy stops forwarding) while 16 threads send with
+    a 50 ms budget: sends caught by a stall fail "not queued" and are not in Redis (retracted or
+    fenced once it answers again); every `pending` one is in Redis."""
+    with FreezingProxy(redis_server.port) as proxy:
+        stop = threading.Event()
+
+        def stall() -> None:
+            while not stop.is_set():
+                proxy.freeze()
+                time.sleep(0.1)
+                proxy.thaw()
+                time.sleep(0.1)
+
+        staller = threading.Thread(target=stall, daemon=True)
+        staller.start()
+        try:
+            with (
+                SyncSmsClient.from_url(proxy.url, enqueue_timeout=0.05) as sms,
+                ThreadPoolExecutor(16) as pool,
+            ):
+                results = list(
+                    pool.map(
+                        lambda i: sms.send(agent_id="a1", call=call(i), message="hi", timeout=0.001),
+                        range(300),
+                    )
+                )
+        finally:
+            stop.set()
+            staller.join()
+            proxy.thaw()
     time.sleep(0.5)
-    counts = check_pending_means_queued(results, queued_job_ids(redis_client), "sync, 2 ms budget")
-    assert counts["failed"] > 0, "the budget never ran out: the test did not exercise the timeout path"
+    counts = check_pending_means_queued(
+        results, queued_job_ids(redis_client), "sync, stalling Redis, 50 ms budget"
+    )
+    assert counts["failed"] > 0, "no send met a stall: the test did not exercise the timeout path"
 
 
 def test_redis_down_fails_not_queued_within_the_budget() -> None:
