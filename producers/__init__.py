@@ -14,6 +14,7 @@ from producers.contract import (
     Job,
     Status,
 )
+from producers.delivery import DeliveryResult
 from producers.results import SendResult
 from producers.sync_client import SyncSmsClient
 
@@ -21,6 +22,7 @@ __all__ = [
     "QUEUE",
     "TASK_NAME",
     "CallContext",
+    "DeliveryResult",
     "ErrorCode",
     "ErrorInfo",
     "Event",

@@ -22,6 +22,7 @@ from producers.contract import (
     VariableValue,
     events_key,
 )
+from producers.delivery import DeliveryResult
 from producers.enqueue import (
     ENQUEUE,
     RETRACT,
@@ -53,6 +54,20 @@ _GRACE = 0.5
 #: the enqueue's own budget, independent of `send(timeout=...)`: a send returns `pending` only
 #: after its job is in Redis, so `send()` takes at most max(timeout, ENQUEUE_TIMEOUT) + a grace.
 ENQUEUE_TIMEOUT = 1.0
+
+
+def delivery_target(result_or_job_id: SendResult | str, call_id: str | None) -> tuple[str, str]:
+    """The job id and call id `wait_delivery` reads (a `SendResult` knows its call from its events)."""
+    if isinstance(result_or_job_id, SendResult):
+        job_id = result_or_job_id.job_id
+        call_id = call_id or next((e.call_id for e in result_or_job_id.events), None)
+    else:
+        job_id = result_or_job_id
+    if not isinstance(job_id, str) or not job_id:
+        raise TypeError("wait_delivery() takes a SendResult or a job id")
+    if not call_id:
+        raise ValueError("wait_delivery() needs call_id= for this result")
+    return job_id, call_id
 
 
 class SmsClient:
@@ -99,6 +114,11 @@ class SmsClient:
         options.update(redis_options)
         client = async_client(url, max_connections=max_connections, **options)
         return cls(client, owns_redis=True, enqueue_timeout=enqueue_timeout)
+
+    @property
+    def redis(self) -> Redis:
+        """The client's Redis connection (for reading a call's channel directly)."""
+        return self._redis
 
     async def __aenter__(self) -> Self:
         return self
@@ -233,6 +253,36 @@ class SmsClient:
             if done:
                 break
         return SendResult.from_events(job, seen)
+
+    async def wait_delivery(
+        self, result_or_job_id: SendResult | str, *, call_id: str | None = None, timeout: float = 10.0
+    ) -> DeliveryResult:
+        """Wait up to `timeout` seconds for the SMS's receipt: `delivered`, `undelivered`,
+        `unconfirmed` (each returned as soon as it is on the call's channel), else what is known
+        by then: `sent`, or `unknown`. Never raises for Redis trouble: it keeps reading until the
+        timeout, and a result with no receipt is `unknown`.
+        """
+        job_id, call_id = delivery_target(result_or_job_id, call_id)
+        seen: list[Event] = []
+        last_id = "0-0"
+        deadline = time.monotonic() + max(timeout, 0.0)
+        key = events_key(call_id)
+        while True:
+            remaining = deadline - time.monotonic()
+            # Blocks only while time is left; the last read (or timeout=0) just looks.
+            block = max(int(min(remaining, MAX_BLOCK) * 1000), 1) if remaining > 0 else None
+            try:
+                async with asyncio.timeout((block or 0) / 1000 + _GRACE):
+                    reply = await self._redis.xread({key: last_id}, block=block)
+            except (TimeoutError, RedisError, OSError):
+                await asyncio.sleep(min(RECONNECT_PAUSE, max(deadline - time.monotonic(), 0)))
+                reply = None
+            for entry_id, event in parse_entries(reply_entries(reply)):
+                last_id = entry_id
+                if event.job_id == job_id:
+                    seen.append(event)
+            if any(DeliveryResult.settles(e) for e in seen) or remaining <= 0:
+                return DeliveryResult.from_events(job_id, seen)
 
     async def events(
         self, call_id: str, *, since: str = "0-0", idle_timeout: float | None = None

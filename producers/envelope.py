@@ -33,19 +33,25 @@ def job_summary(job: Job) -> str:
 def task_message(job: Job, job_json: str | None = None) -> bytes:
     """The Redis list entry that makes a Celery worker run `sms.send(job=...)`."""
     job_json = job_json if job_json is not None else job.model_dump_json(exclude_none=True)
-    body = (
-        f'[[], {{"job": {job_json}}}, {{"callbacks": null, "errbacks": null, "chain": null, "chord": null}}]'
-    )
+    return celery_message(TASK_NAME, job.job_id, f'{{"job": {job_json}}}', kwargsrepr=job_summary(job))
+
+
+def celery_message(
+    task: str, task_id: str, kwargs_json: str, *, kwargsrepr: str, eta: str | None = None
+) -> bytes:
+    """A Celery protocol-2 message for `task(**kwargs)` on the queue `sms`, as kombu's Redis
+    transport stores it; `eta` (ISO 8601) makes the worker hold it until then."""
+    body = f'[[], {kwargs_json}, {{"callbacks": null, "errbacks": null, "chain": null, "chord": null}}]'
     message: dict[str, Any] = {
         "body": base64.b64encode(body.encode()).decode("ascii"),
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {
             "lang": "py",
-            "task": TASK_NAME,
-            "id": job.job_id,
+            "task": task,
+            "id": task_id,
             "shadow": None,
-            "eta": None,
+            "eta": eta,
             # The job's own `expires_at` is enforced by the task, which reports `expired`; a Celery
             # `expires` would revoke the message silently and leave the caller without an outcome.
             "expires": None,
@@ -53,10 +59,10 @@ def task_message(job: Job, job_json: str | None = None) -> bytes:
             "group_index": None,
             "retries": 0,
             "timelimit": [None, None],
-            "root_id": job.job_id,
+            "root_id": task_id,
             "parent_id": None,
             "argsrepr": "()",
-            "kwargsrepr": job_summary(job),
+            "kwargsrepr": kwargsrepr,
             "origin": _ORIGIN,
             "ignore_result": True,
             "replaced_task_nesting": 0,
@@ -64,7 +70,7 @@ def task_message(job: Job, job_json: str | None = None) -> bytes:
             "stamps": {},
         },
         "properties": {
-            "correlation_id": job.job_id,
+            "correlation_id": task_id,
             "reply_to": "",
             "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": QUEUE},

@@ -19,8 +19,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers.channel import absorb, parse_entries, queued_event, reply_entries
-from producers.client import _GRACE, ENQUEUE_TIMEOUT, MAX_BLOCK, RECONNECT_PAUSE
+from producers.client import _GRACE, ENQUEUE_TIMEOUT, MAX_BLOCK, RECONNECT_PAUSE, delivery_target
 from producers.contract import CallContext, Event, Job, VariableValue, events_key
+from producers.delivery import DeliveryResult
 from producers.enqueue import (
     ENQUEUE,
     RETRACT,
@@ -182,6 +183,32 @@ class SyncSmsClient:
             if done:
                 break
         return SendResult.from_events(job, seen)
+
+    def wait_delivery(
+        self, result_or_job_id: SendResult | str, *, call_id: str | None = None, timeout: float = 10.0
+    ) -> DeliveryResult:
+        """The SMS's delivery state within `timeout` seconds (see `SmsClient.wait_delivery`)."""
+        job_id, call_id = delivery_target(result_or_job_id, call_id)
+        seen: list[Event] = []
+        last_id = "0-0"
+        deadline = time.monotonic() + max(timeout, 0.0)
+        key = events_key(call_id)
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining > 0:
+                    reply = self._xread(key, last_id, min(remaining, MAX_BLOCK))
+                else:  # the last look, without blocking
+                    reply = self._redis.xread({key: last_id})
+            except (RedisError, OSError):
+                time.sleep(min(RECONNECT_PAUSE, max(deadline - time.monotonic(), 0)))
+                reply = None
+            for entry_id, event in parse_entries(reply_entries(reply)):
+                last_id = entry_id
+                if event.job_id == job_id:
+                    seen.append(event)
+            if any(DeliveryResult.settles(e) for e in seen) or remaining <= 0:
+                return DeliveryResult.from_events(job_id, seen)
 
     def events(
         self, call_id: str, *, since: str = "0-0", idle_timeout: float | None = None

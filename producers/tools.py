@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from producers.channel import parse_entries
 from producers.client import SmsClient
-from producers.contract import NOT_SENT_PREFIX, CallContext
+from producers.contract import NOT_SENT_PREFIX, CallContext, Status, events_key
 
 SEND_SMS_TOOL: dict[str, Any] = {
     "type": "function",
@@ -84,3 +85,62 @@ async def send_sms(
         # The model's arguments, not our code, were wrong: tell it so it can correct itself.
         return f"{NOT_SENT_PREFIX}: {exc}."
     return result.tool_message
+
+
+SMS_STATUS_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "sms_status",
+        "description": (
+            "Check whether the last text message sent during this call reached the caller's phone. "
+            "Use it before telling the caller the text arrived, or when they say they didn't get it. "
+            "Repeat the result's meaning to the caller; never say it was delivered unless the result "
+            "says 'SMS delivered.'."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "wait_seconds": {
+                    "type": "number",
+                    "description": "How long to wait for the delivery receipt (0-10 s). Usually left out.",
+                },
+            },
+            "required": [],
+            "additionalProperties": False,
+        },
+    },
+}
+#: The most seconds one `sms_status` call waits for a receipt.
+MAX_STATUS_WAIT = 10.0
+NO_SMS_MESSAGE = "No text message has been sent during this call."
+
+
+async def sms_status(
+    client: SmsClient, *, call: CallContext, arguments: Mapping[str, Any] | None = None, timeout: float = 1.0
+) -> str:
+    """Run one `sms_status` tool call: one short, true sentence about the call's latest SMS.
+
+    "SMS delivered."; "SMS wasn't delivered: <reason and what to offer>."; "SMS handed to the
+    carrier; delivery not confirmed yet."; "SMS probably delivered: … Don't send it again.";
+    "SMS accepted by the provider; delivery not confirmed yet." when no receipt came within
+    `wait_seconds` (default `timeout`); "SMS couldn't be sent: <reason>." for a text that failed.
+    """
+    wait = (arguments or {}).get("wait_seconds", timeout)
+    if not isinstance(wait, int | float) or isinstance(wait, bool):
+        wait = timeout
+    job_id = await latest_job(client, call.call_id)
+    if job_id is None:
+        return NO_SMS_MESSAGE
+    result = await client.wait_delivery(
+        job_id, call_id=call.call_id, timeout=min(max(float(wait), 0.0), MAX_STATUS_WAIT)
+    )
+    return result.tool_message
+
+
+async def latest_job(client: SmsClient, call_id: str) -> str | None:
+    """The job id of the call's latest text that got an outcome (accepted or failed), if any."""
+    entries: Any = await client.redis.xrevrange(events_key(call_id), count=200)
+    for _, event in parse_entries(entries):
+        if event.status in (Status.ACCEPTED, Status.FAILED):
+            return event.job_id
+    return None

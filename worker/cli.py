@@ -59,6 +59,20 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _trail(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from worker import audit
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0)
+    try:
+        trail = audit.call_messages(client, args.call_id, bodies=settings.audit_bodies)
+    finally:
+        client.close()
+    print(json.dumps(trail, indent=2) if args.json else audit.render(trail, args.call_id))
+    return 0
+
+
 def _keygen(_: argparse.Namespace, __: Settings) -> int:
     print(Crypto.generate_key())
     return 0
@@ -87,6 +101,14 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default SMS_HTTP_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default SMS_HTTP_PORT, 8080)")
     serve.set_defaults(run=_serve)
+    trail = commands_.add_parser(
+        "trail", help="a call's texts: template, masked recipient, every status with its time, receipts"
+    )
+    trail.add_argument("call_id")
+    trail.add_argument(
+        "--json", action="store_true", help="print JSON (what GET /v1/calls/{id}/messages returns)"
+    )
+    trail.set_defaults(run=_trail)
     config = commands_.add_parser(
         "config", help="manage connections and agents (Redis store), keys, and config files"
     ).add_subparsers(dest="config_command", required=True)

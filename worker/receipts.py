@@ -182,6 +182,12 @@ def _registered(client: redis.Redis) -> tuple[Any, Any]:
     return client.register_script(_PARK), client.register_script(_RANK)
 
 
+def status_callback_url(public_url: str, provider: str, connection_id: str) -> str:
+    """Where a provider posts a connection's receipts: `{SMS_PUBLIC_URL}/v1/webhooks/{provider}/
+    {connection_id}/status` (never a secret in it; the signature proves the sender)."""
+    return f"{public_url.rstrip('/')}/v1/webhooks/{provider}/{connection_id}/status"
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -12,6 +12,7 @@ import redis
 
 from worker import redis_client
 from worker.config.source import open_source
+from worker.polling import ReceiptPoller
 from worker.providers import ProviderPool
 from worker.service import SmsService
 from worker.settings import Settings
@@ -23,6 +24,7 @@ class Runtime:
     redis: redis.Redis
     providers: ProviderPool
     service: SmsService
+    poller: ReceiptPoller
 
     def close(self) -> None:
         self.providers.close()
@@ -43,7 +45,13 @@ def build(settings: Settings) -> Runtime:
     )
     config = open_source(settings, client)
     providers = ProviderPool(settings, client)
-    return Runtime(settings, client, providers, SmsService(settings, client, config, providers))
+    return Runtime(
+        settings,
+        client,
+        providers,
+        SmsService(settings, client, config, providers),
+        ReceiptPoller(settings, client, config, providers),
+    )
 
 
 def get(settings: Settings) -> Runtime:

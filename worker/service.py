@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from producers.contract import (
     IDENTIFIER_PATTERN,
+    QUEUE,
     ErrorCode,
     ErrorInfo,
     Event,
@@ -34,12 +35,12 @@ from producers.contract import (
     tool_message,
     utcnow,
 )
-from worker import events, metrics, receipts
+from worker import events, metrics, polling, receipts
 from worker.config.source import ConfigSource
 from worker.errors import SendError
 from worker.idempotency import Claim, IdempotencyStore
 from worker.plan import SendPlan, make_plan
-from worker.providers import OutboundSms, ProviderPool, Receipt
+from worker.providers import OutboundSms, ProviderPool, Receipt, SmsProvider
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.send")
@@ -224,6 +225,7 @@ class SmsService:
             job_id=job.job_id,
             idempotency_key=job.idempotency_key,
             validity_seconds=validity(plan.validity_seconds, job.expires_at),
+            status_callback=self._status_callback(provider, plan),
         )
         sent_at = time.monotonic()
         try:
@@ -236,6 +238,15 @@ class SmsService:
         metrics.observe_provider_call(plan.connection.provider, delivery.provider_ms)
         self._finish_accepted(delivery, receipt)
         return None
+
+    def _status_callback(self, provider: SmsProvider, plan: SendPlan) -> str | None:
+        """The status route of the sending connection, when there is a public URL to call back."""
+        public_url = self._settings.public_url
+        if not public_url or not provider.callbacks:
+            return None
+        return receipts.status_callback_url(
+            public_url, plan.connection.provider, plan.connection.connection_id
+        )
 
     def _after_error(self, delivery: Delivery, err: SendError) -> float | None:
         job = delivery.job
@@ -378,6 +389,10 @@ class SmsService:
             },
         )
         pipe.expire(key, self._settings.idempotency_ttl)
+        schedule = self._settings.poll_schedule()
+        if schedule and polling.can_poll(event.provider):
+            due = event.at + timedelta(seconds=schedule[0])
+            pipe.lpush(QUEUE, polling.poll_message(event.provider, event.provider_message_id, 0, due))
         pipe.lrange(parked_key(event.provider, event.provider_message_id), 0, -1)
 
     def _event(self, delivery: Delivery, status: Status, *, terminal: bool, **fields: Any) -> Event:

@@ -6,10 +6,11 @@ Built once at the edge (the Celery app, the CLI) and passed down explicitly; tes
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -80,6 +81,24 @@ class Settings(BaseSettings):
     api_tokens: SecretStr | None = None
     #: audit records hold the message text (and full numbers) only when true
     audit_bodies: bool = False
+    #: seconds after acceptance at which a message with no final receipt yet is looked up at its
+    #: provider (comma-separated, e.g. "5,15,45"); empty: no status polling
+    receipt_poll_schedule: str = "5,15,45"
+
+    @field_validator("receipt_poll_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        try:
+            steps = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError("must be comma-separated seconds, e.g. 5,15,45") from None
+        if any(b <= a for a, b in itertools.pairwise(steps)) or any(s <= 0 or s > 3600 for s in steps):
+            raise ValueError("must be increasing seconds between 0 and 3600, e.g. 5,15,45")
+        return value
+
+    def poll_schedule(self) -> list[float]:
+        """`SMS_RECEIPT_POLL_SCHEDULE` as seconds after acceptance (empty: polling is off)."""
+        return [float(part) for part in self.receipt_poll_schedule.split(",") if part.strip()]
 
     def fernet_keys(self) -> list[str]:
         if self.encryption_keys is None:

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from producers.contract import TASK_NAME
 from worker import logs, metrics, runtime
+from worker.polling import POLL_TASK
 from worker.settings import Settings
 
 _HOST = f"{socket.gethostname()}:{os.getpid()}"
@@ -51,5 +52,25 @@ def send(self: Task, job: Any = None, **unexpected: Any) -> None:
             raise Reject(f"retry not published: {exc.reason!r}", requeue=True) from exc
 
 
+def poll_receipt(self: Task, provider: str = "", message_id: str = "", step: int = 0, **_: Any) -> None:
+    """`sms.poll_receipt(provider, message_id, step)`: one status poll (see `worker.polling`);
+    schedules the next step itself while the message has no final status."""
+    settings: Settings = self.app.midcall_settings
+    logs.bind(provider=provider, provider_message_id=message_id, poll_step=step)
+    try:
+        delay = runtime.get(settings).poller.poll(provider, message_id, int(step))
+        if delay is not None:
+            self.apply_async(
+                kwargs={"provider": provider, "message_id": message_id, "step": int(step) + 1},
+                countdown=delay,
+                task_id=f"poll:{provider}:{message_id}:{int(step) + 1}",
+            )
+    except RedisError as exc:
+        raise Reject(f"redis unavailable: {type(exc).__name__}", requeue=True) from exc
+    finally:
+        logs.clear()
+
+
 def register(app: Celery, settings: Settings) -> None:
     app.task(name=TASK_NAME, bind=True, ignore_result=True, max_retries=None, typing=False)(send)
+    app.task(name=POLL_TASK, bind=True, ignore_result=True, max_retries=0, typing=False)(poll_receipt)

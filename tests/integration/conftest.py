@@ -41,6 +41,8 @@ class WorkerProcess:
             "SMS_CONCURRENCY": str(concurrency),
             "SMS_ALLOW_PRIVATE_ENDPOINTS": "true",
             "SMS_METRICS_PORT": "0",  # several workers per test: a test that scrapes sets its own port
+            # No status polls unless a test asks (they would add GETs to the fakes' request counts).
+            "SMS_RECEIPT_POLL_SCHEDULE": "",
             "NO_PROXY": "127.0.0.1,localhost",
             **env,
         }

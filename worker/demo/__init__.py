@@ -42,6 +42,8 @@ def start_worker(redis_url: str, log_path: Path, *, concurrency: int = 8) -> sub
         "SMS_CONFIG_FILE": str(CONFIG),
         "SMS_LOG_FORMAT": "json",
         "SMS_CONCURRENCY": str(concurrency),
+        # The sandbox's receipts come from status polls; the demo polls sooner than the default 5, 15, 45 s.
+        "SMS_RECEIPT_POLL_SCHEDULE": os.environ.get("SMS_RECEIPT_POLL_SCHEDULE", "0.5,2"),
     }
     command = [
         sys.executable, "-m", "celery", "-A", "worker", "worker",
@@ -53,7 +55,7 @@ def start_worker(redis_url: str, log_path: Path, *, concurrency: int = 8) -> sub
 
 def _line(event: Event, t0: float) -> str:
     at = (event.at.timestamp() - t0) * 1000
-    parts = [f"    {at:+8.1f} ms  {event.status.value:<9}"]
+    parts = [f"    {at:+8.1f} ms  {event.status.value:<11}"]
     if event.attempt:
         parts.append(f"attempt {event.attempt}")
     if event.provider:
@@ -80,6 +82,20 @@ async def _call(sms: SmsClient, title: str, call: CallContext, **send: object) -
         if event.job_id == result.job_id:
             print(_line(event, t0))
     print(f'  → the agent hears: "{result.tool_message}"')
+
+
+async def _receipt_call(sms: SmsClient, title: str, call: CallContext, **send: object) -> None:
+    """A text whose delivery receipt comes in after the agent heard "SMS sent."."""
+    print(f"\n{title}")
+    print(f"  call {call.call_id}: {call.direction}, caller {mask_number(call.from_number)}")
+    t0 = time.time()
+    result = await sms.send(agent_id=AGENT, call=call, timeout=5.0, **send)  # type: ignore[arg-type]
+    print(f'  → the agent hears at once: "{result.tool_message}"')
+    delivery = await sms.wait_delivery(result, timeout=10.0)
+    async for event in sms.events(call.call_id, idle_timeout=0.3):
+        if event.job_id == result.job_id:
+            print(_line(event, t0))
+    print(f'  → then sms_status / wait_delivery says: "{delivery.tool_message}"')
 
 
 async def simulate(redis_url: str) -> None:
@@ -113,6 +129,22 @@ async def simulate(redis_url: str) -> None:
         await _call(
             sms, "5. The provider fails once (sandbox number +15005550010): retried, then accepted.", flaky,
             template="password_reset", variables={"link": "https://acme.example/r/7"},
+        )  # fmt: skip
+        delivered = CallContext(
+            call_id="CA-demo-3", direction="inbound", from_number="+15005550012", to_number=AGENT_NUMBER
+        )
+        await _receipt_call(
+            sms, "6. The receipt comes in (sandbox number +15005550012): delivered.", delivered,
+            template="booking_confirmation",
+            variables={"date": "March 10", "time": "2:00 PM", "link": "https://acme.example/b/42"},
+        )  # fmt: skip
+        filtered = CallContext(
+            call_id="CA-demo-4", direction="inbound", from_number="+15005550013", to_number=AGENT_NUMBER
+        )
+        await _receipt_call(
+            sms, "7. The carrier filters the text (sandbox number +15005550013, as Twilio 30007).", filtered,
+            template="booking_confirmation",
+            variables={"date": "March 10", "time": "2:00 PM", "link": "https://acme.example/b/42"},
         )  # fmt: skip
 
 

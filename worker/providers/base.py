@@ -75,6 +75,8 @@ class OutboundSms:
     job_id: str
     idempotency_key: str
     validity_seconds: int | None = None
+    #: where the provider posts status callbacks (`SMS_PUBLIC_URL` set), else None
+    status_callback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,10 @@ class SmsProvider:
     name: ClassVar[str]
     #: `check_credentials` takes `allow_private` and `resolver` too (an endpoint of the user's)
     checks_endpoint: ClassVar[bool] = False
+    #: the provider posts status callbacks to a URL given with each send
+    callbacks: ClassVar[bool] = False
+    #: `fetch_status` can look a message up (the status poll)
+    polls: ClassVar[bool] = False
     #: what one message may hold (checked before sending: `message_too_long`)
     limits: ClassVar[MessageLimits] = MessageLimits()
     #: default messages per second of one sending number, by kind of number (None: no default

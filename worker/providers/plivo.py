@@ -179,6 +179,8 @@ NUMBERS_PAGE_SIZE = 20
 
 class PlivoProvider(SmsProvider):
     name: ClassVar[str] = "plivo"
+    callbacks: ClassVar[bool] = True
+    polls: ClassVar[bool] = True
     limits: ClassVar[MessageLimits] = MessageLimits(max_chars={"gsm7": 1600, "ucs2": 737})
     sender_rates: ClassVar[Mapping[NumberType, float] | None] = CARRIER_SENDER_RATES
 
@@ -233,6 +235,9 @@ class PlivoProvider(SmsProvider):
         payload: dict[str, Any] = {"src": sms.from_, "dst": sms.to, "text": sms.body}
         if sms.validity_seconds:
             payload["message_expiry"] = sms.validity_seconds
+        if sms.status_callback:
+            payload["url"] = sms.status_callback
+            payload["method"] = "POST"
         with map_transport_errors():
             response = self._http.post(self._url, json=payload, auth=self._auth)
         data = response_json(response)

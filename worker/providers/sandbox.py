@@ -83,6 +83,7 @@ SANDBOX_NUMBERS = (AccountNumber("+15005550006", sms=True, mms=True, voice=True,
 
 class SandboxProvider(SmsProvider):
     name: ClassVar[str] = "sandbox"
+    polls: ClassVar[bool] = True
 
     @classmethod
     def check_credentials(cls, connection: Connection, *, http: httpx.Client, timeout: float) -> str:

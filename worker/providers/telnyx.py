@@ -221,6 +221,8 @@ def _account_error(response: httpx.Response) -> SendError:
 
 class TelnyxProvider(SmsProvider):
     name: ClassVar[str] = "telnyx"
+    callbacks: ClassVar[bool] = True
+    polls: ClassVar[bool] = True
     limits: ClassVar[MessageLimits] = MessageLimits(max_parts=10, parts_source="Telnyx's limit")
     sender_rates: ClassVar[Mapping[NumberType, float] | None] = CARRIER_SENDER_RATES
 
@@ -300,6 +302,8 @@ class TelnyxProvider(SmsProvider):
             payload["from"] = sms.from_
         if self._profile_id:
             payload["messaging_profile_id"] = self._profile_id
+        if sms.status_callback:
+            payload["webhook_url"] = sms.status_callback
         headers = {**self._headers, "Idempotency-Key": telnyx_idempotency_key(sms.idempotency_key)}
         with map_transport_errors():
             response = self._http.post(self._url, json=payload, headers=headers)

@@ -185,6 +185,8 @@ NUMBERS_PAGE_SIZE = 100
 
 class TwilioProvider(SmsProvider):
     name: ClassVar[str] = "twilio"
+    callbacks: ClassVar[bool] = True
+    polls: ClassVar[bool] = True
     limits: ClassVar[MessageLimits] = MessageLimits(
         max_parts=10, max_chars={"gsm7": 1600, "ucs2": 1600}, parts_source="Twilio's advice: 10 segments"
     )
@@ -239,6 +241,8 @@ class TwilioProvider(SmsProvider):
             options["from_"] = sms.from_
         if sms.validity_seconds:
             options["validity_period"] = sms.validity_seconds
+        if sms.status_callback:
+            options["status_callback"] = sms.status_callback
         message = self._client.messages.create(**options)
         return Receipt(message_id=message.sid, status=message.status)
 
