@@ -179,3 +179,16 @@ def test_trail_command_prints_the_timeline(
     assert json.loads(capsys.readouterr().out)[0]["status"] == "undelivered"
     assert cli.main(["trail", "CA-none"]) == 0
     assert "no texts" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("schedule", ["5,3", "0,5", "soon", "5,5"])
+def test_a_bad_poll_schedule_is_refused(schedule: str) -> None:
+    """SMS_RECEIPT_POLL_SCHEDULE must be increasing positive seconds."""
+    with pytest.raises(ValueError, match="seconds"):
+        Settings(receipt_poll_schedule=schedule)
+
+
+def test_the_poll_schedule_reads_as_seconds() -> None:
+    """The default is 5, 15 and 45 s; an empty schedule is no polling."""
+    assert Settings().poll_schedule() == [5.0, 15.0, 45.0]
+    assert Settings(receipt_poll_schedule="").poll_schedule() == []
