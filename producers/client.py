@@ -279,9 +279,9 @@ class SmsClient:
                 reply = None
             for entry_id, event in parse_entries(reply_entries(reply)):
                 last_id = entry_id
-                if event.job_id == job_id:
+                if DeliveryResult.relevant(job_id, event):
                     seen.append(event)
-            if any(DeliveryResult.settles(e) for e in seen) or remaining <= 0:
+            if DeliveryResult.settled_by(job_id, seen) or remaining <= 0:
                 return DeliveryResult.from_events(job_id, seen)
 
     async def events(

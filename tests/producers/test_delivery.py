@@ -200,3 +200,26 @@ async def test_sms_status_waits_at_most_its_bound(sms: SmsClient, redis_client: 
     )
     assert time.monotonic() - started < 2
     await asyncio.sleep(0)
+
+
+async def test_a_repeated_tool_call_gets_the_first_sends_receipts(
+    sms: SmsClient, redis_client: redis.Redis
+) -> None:
+    """A replayed job (same idempotency key: accepted with the first job's message id) learns the
+    receipt published under the first job's id."""
+    publish(redis_client, Status.ACCEPTED, job_id="job-1")
+    replay = Event(
+        job_id="job-2",
+        call_id=CALL.call_id,
+        status=Status.ACCEPTED,
+        terminal=True,
+        at=utcnow(),
+        provider="twilio",
+        provider_message_id="SM-job-1",
+        tool_message="SMS sent.",
+    )
+    events.publish(redis_client, replay)
+    publish(redis_client, Status.DELIVERED, job_id="job-1")
+    result = await sms.wait_delivery("job-2", call_id=CALL.call_id, timeout=2)
+    assert (result.status, result.tool_message) == ("delivered", "SMS delivered.")
+    assert await sms_status(sms, call=CALL, arguments={"wait_seconds": 0}) == "SMS delivered."
