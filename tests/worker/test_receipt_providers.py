@@ -220,3 +220,30 @@ class TestTelnyx:
         assert (update.status, update.source) == (expected, "poll")
         if expected == "undelivered":
             assert update.error is not None and update.error.provider_code == "40003"
+
+
+def test_plivo_and_telnyx_fetch_status_against_their_fakes(pool: ProviderPool) -> None:
+    """The status GETs of the Plivo and Telnyx fakes (their real API shapes): Plivo ErrorCode 200
+    is a STOP opt-out; Telnyx `delivery_unconfirmed` is `unconfirmed` with no error."""
+    with FakePlivo() as plivo:
+        plivo.receipts_for(TO, Receipts.undelivered(200))
+        connection = TestPlivo().connection(plivo)
+        provider = pool.get(connection)
+        message_id = provider.send(sms()).message_id
+        assert message_id
+        update = final_status(provider.fetch_status, message_id)
+        assert update.status == "undelivered"
+        assert update.error is not None and update.error.code == ErrorCode.RECIPIENT_OPTED_OUT
+        assert plivo.violations == []
+    with FakeTelnyx() as telnyx:
+        telnyx.receipts_for(TO, Receipts.unconfirmed())
+        provider = pool.get(TestTelnyx().connection(telnyx))
+        message_id = provider.send(sms()).message_id
+        assert message_id
+        deadline = time.monotonic() + 5
+        update = provider.fetch_status(message_id)
+        while update.status != "unconfirmed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            update = provider.fetch_status(message_id)
+        assert (update.status, update.error) == ("unconfirmed", None)
+        assert telnyx.violations == []
