@@ -255,6 +255,8 @@ def tool_message(
     if status == Status.SENDING:
         return "SMS is being sent."
     if status == Status.RETRYING:
+        if code == ErrorCode.RATE_LIMITED and cause == "sender":
+            return "SMS not sent yet: it is waiting for its turn on the sending number."
         return "SMS not sent yet: the provider is being retried."
     return PENDING_MESSAGE
 

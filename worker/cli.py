@@ -22,6 +22,7 @@ from worker.config.crypto import Crypto
 from worker.config.loader import load_file
 from worker.errors import ConfigError, SmsError
 from worker.redis_client import redacted
+from worker.optout_cli import register as register_optout
 from worker.settings import Settings
 
 
@@ -122,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     encrypt.add_argument("value")
     encrypt.set_defaults(run=_encrypt)
     commands.register(config)
+    register_optout(commands_)
     return root
 
 

@@ -15,9 +15,15 @@ One Redis hash per key (`sms:idem:<key>`) walks through these states:
 - a lease that ran out means its worker died. Taking over from `calling` is the one window where
   the provider may have accepted already, so that send is flagged `possible_duplicate`.
 
-A successful send costs two round trips here: `claim` (which also counts the per-call cap and
-publishes the `sending` event) and `finish` (outcome + terminal event, one transaction). Lease
-times use the Redis server's clock, so workers' clocks never disagree.
+The claim also applies the send policies, in the same script: the opt-out list
+(`worker/optout.py`), the per-call cap, the per-recipient cap (a sorted set per agent and
+recipient hash, sliding window) and the sending number's rate (GCRA: a send over the rate gets its
+slot reserved and waits in `waiting` until then, or is refused when the slot comes at or after the
+job's deadline). A refused send ends `claimed`; nothing is sent.
+
+A successful send costs two round trips here: `claim` (which also counts the caps, checks the
+opt-out list and the rate, and publishes the `sending` event) and `finish` (outcome + terminal
+event, one transaction). Lease times use the Redis server's clock, so workers' clocks never disagree.
 """
 
 from __future__ import annotations
@@ -37,19 +43,82 @@ from producers.contract import (
     idempotency_key,
 )
 
-# KEYS: idem hash, per-call counter, call's event stream.
-# ARGV: job id, owner, lease ms, ttl s, cap (-1: none), `sending` event JSON ('' when the plan failed).
+# KEYS: idem hash, per-call counter, call's event stream, then (always the last three) the policy
+#       keys: the connection's opt-out hash, the recipient's cap (sorted set), the sender's GCRA state.
+# ARGV: job id, owner, lease ms, ttl s, cap (-1: none), `sending` event JSON ('' when the plan failed),
+#       then (always the last nine, see `Policies`) opt-out field for the sending number, opt-out field
+#       for the whole connection, recipient cap member, cap count (-1: none), cap window ms, GCRA
+#       interval ms per unit (0: no limit), GCRA tolerance ms, units, ms left before the deadline.
 _CLAIM = f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease_until = now + tonumber(ARGV[3])
 local sending = ARGV[6]
-local function enter(state)
-  redis.call('HSET', KEYS[1], 'state', state, 'job_id', ARGV[1], 'owner', ARGV[2], 'lease_until', lease_until)
+local NK, NA = #KEYS, #ARGV
+local K_OPTOUT, K_RCPT, K_RATE = KEYS[NK - 2], KEYS[NK - 1], KEYS[NK]
+local function enter(state, until_ms)
+  redis.call('HSET', KEYS[1], 'state', state, 'job_id', ARGV[1], 'owner', ARGV[2],
+    'lease_until', until_ms or lease_until)
   if state == 'calling' then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', sending)
     redis.call('EXPIRE', KEYS[3], {EVENTS_TTL_SECONDS})
   end
+end
+-- Policies run only for a job that will send (a plan, so a `sending` event).
+local function opted_out()
+  if sending == '' then return false end
+  for _, f in ipairs({{ARGV[NA - 8], ARGV[NA - 7]}}) do
+    if f ~= '' and redis.call('HEXISTS', K_OPTOUT, f) == 1 then return true end
+  end
+  return false
+end
+local function recipient_full()
+  local count, window = tonumber(ARGV[NA - 5]), tonumber(ARGV[NA - 4])
+  if sending == '' or count < 0 then return false end
+  redis.call('ZREMRANGEBYSCORE', K_RCPT, '-inf', now - window)
+  if redis.call('ZCARD', K_RCPT) >= count then return true end
+  redis.call('ZADD', K_RCPT, now, ARGV[NA - 6])
+  redis.call('PEXPIRE', K_RCPT, window)
+  return false
+end
+-- GCRA: ms until this message's slot (0: now), its slot reserved; -1 when the slot would come at or
+-- after the job's deadline (nothing reserved).
+local function rate_wait()
+  local interval = tonumber(ARGV[NA - 3])
+  if sending == '' or interval <= 0 then return 0 end
+  local tat = tonumber(redis.call('GET', K_RATE) or '0')
+  if tat < now then tat = now end
+  local wait = tat - tonumber(ARGV[NA - 2]) - now
+  if wait < 0 then wait = 0 end
+  if wait > 0 and wait >= tonumber(ARGV[NA]) then return -1 end
+  local new_tat = tat + interval * tonumber(ARGV[NA - 1])
+  redis.call('SET', K_RATE, string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+  return math.ceil(wait)
+end
+-- The last step of a claim that may send: the slot reserved by an earlier attempt, or the GCRA.
+local function go(kind, a, ambiguous)
+  local slot = tonumber(redis.call('HGET', KEYS[1], 'slot') or '')
+  local wait
+  if slot and sending ~= '' then
+    wait = slot - now
+    if wait <= 50 then
+      wait = 0
+      redis.call('HDEL', KEYS[1], 'slot')
+    end
+  else
+    wait = rate_wait()
+    if wait > 0 then redis.call('HSET', KEYS[1], 'slot', now + wait) end
+  end
+  if wait < 0 then
+    enter('claimed')
+    return {{'rate_refused', '0', ambiguous, ''}}
+  end
+  if wait > 0 then
+    enter('waiting', now + wait + tonumber(ARGV[3]))
+    return {{'rate_wait', tostring(wait), ambiguous, ''}}
+  end
+  enter(sending ~= '' and 'calling' or 'claimed')
+  return {{kind, a, ambiguous, ''}}
 end
 local rec = redis.call('HMGET', KEYS[1], 'state', 'job_id', 'lease_until', 'outcome', 'ambiguous')
 local state = rec[1]
@@ -59,12 +128,19 @@ if not state then
   local cap = tonumber(ARGV[5])
   redis.call('HSET', KEYS[1], 'ambiguous', '0')
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  if opted_out() then
+    enter('claimed')
+    return {{'optout', tostring(n), '0', ''}}
+  end
   if cap >= 0 and n > cap then
     enter('claimed')
     return {{'limit', tostring(n), '0', ''}}
   end
-  enter(sending ~= '' and 'calling' or 'claimed')
-  return {{'new', tostring(n), '0', ''}}
+  if recipient_full() then
+    enter('claimed')
+    return {{'recipient_limit', tostring(n), '0', ''}}
+  end
+  return go('new', tostring(n), '0')
 end
 if state == 'done' then
   return {{'done', rec[2], rec[5] or '0', rec[4] or ''}}
@@ -72,8 +148,11 @@ end
 if (state == 'waiting' and rec[2] == ARGV[1]) or tonumber(rec[3] or '0') < now then
   if state == 'calling' then redis.call('HSET', KEYS[1], 'ambiguous', '1') end
   local ambiguous = redis.call('HGET', KEYS[1], 'ambiguous') or '0'
-  enter(sending ~= '' and 'calling' or 'claimed')
-  return {{'takeover', state, ambiguous, ''}}
+  if opted_out() then
+    enter('claimed')
+    return {{'optout', '0', ambiguous, ''}}
+  end
+  return go('takeover', state, ambiguous)
 end
 return {{'busy', tostring(tonumber(rec[3]) - now), rec[5] or '0', ''}}
 """
@@ -88,7 +167,45 @@ if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'ambiguous', '1') end
 return 1
 """
 
-ClaimKind = Literal["new", "takeover", "limit", "done", "busy"]
+ClaimKind = Literal[
+    "new", "takeover", "limit", "done", "busy", "optout", "recipient_limit", "rate_wait", "rate_refused"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """What the claim checks besides the key, for a job that will send (all in the same script).
+
+    The defaults check nothing: no opt-out list, no recipient cap, no sender limit.
+    """
+
+    #: the connection's opt-out hash, and the fields that opt this recipient out of this sender
+    #: and of the whole connection ('' : none)
+    optout_key: str = ""
+    optout_fields: tuple[str, str] = ("", "")
+    #: the recipient's cap: its sorted set, this send's member, the count (-1: none), the window
+    recipient_key: str = ""
+    recipient_member: str = ""
+    recipient_count: int = -1
+    recipient_window_ms: int = 0
+    #: the sending number's GCRA: its key, ms per unit (0: no limit), tolerance ms, this send's units
+    rate_key: str = ""
+    rate_interval_ms: float = 0.0
+    rate_tolerance_ms: float = 0.0
+    rate_units: int = 1
+    #: ms left before the job's deadline: a slot at or after it is refused, not scheduled
+    deadline_ms: int = 0
+
+    def keys(self, placeholder: str) -> list[str]:
+        return [k or placeholder for k in (self.optout_key, self.recipient_key, self.rate_key)]
+
+    def args(self) -> list[str | int | float]:
+        rate = (f"{self.rate_interval_ms:.3f}", f"{self.rate_tolerance_ms:.3f}", self.rate_units)
+        recipient = (self.recipient_member, self.recipient_count, self.recipient_window_ms)
+        return [*self.optout_fields, *recipient, *rate, self.deadline_ms]
+
+
+NO_POLICIES = Policies()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +224,13 @@ class Claim:
     outcome: dict[str, Any] | None = None
     #: `busy`: milliseconds left on the other worker's lease
     lease_left_ms: int = 0
+    #: `rate_wait`: milliseconds until this message's slot on its sending number (reserved)
+    wait_ms: int = 0
 
     @property
     def owned(self) -> bool:
-        """This job now holds the key (and, with a plan, is in the `calling` state)."""
-        return self.kind in ("new", "takeover", "limit")
+        """This job now holds the key (and, when `new`/`takeover` with a plan, is `calling`)."""
+        return self.kind not in ("done", "busy")
 
 
 class IdempotencyStore:
@@ -131,19 +250,29 @@ class IdempotencyStore:
         call_id: str,
         cap: int | None = None,
         sending: str | None = None,
+        policies: Policies = NO_POLICIES,
     ) -> Claim:
-        """Claim `key` for `job_id`. With a `sending` event (the plan succeeded), enter `calling`
-        and publish it in the same call; `cap` is the call's limit of distinct sends (None: none)."""
+        """Claim `key` for `job_id`. With a `sending` event (the plan succeeded), check `policies`
+        (opt-out, recipient cap, sender rate) and enter `calling` and publish it in the same call;
+        `cap` is the call's limit of distinct sends (None: none). One round trip."""
+        name = idempotency_key(key)
         kind, a, ambiguous, outcome = (
             _text(v)
             for v in self._claim(
-                keys=[idempotency_key(key), call_counter_key(call_id), events_key(call_id)],
-                args=[job_id, owner, self._lease_ms, self._ttl, -1 if cap is None else cap, sending or ""],
+                keys=[name, call_counter_key(call_id), events_key(call_id), *policies.keys(name)],
+                args=[
+                    job_id, owner, self._lease_ms, self._ttl, -1 if cap is None else cap, sending or "",
+                    *policies.args(),
+                ],
             )
-        )
+        )  # fmt: skip
         flag = ambiguous == "1"
-        if kind in ("new", "limit"):
-            return Claim(kind, call_count=int(a))  # type: ignore[arg-type]
+        if kind in ("new", "limit", "optout", "recipient_limit"):
+            return Claim(kind, call_count=int(a), ambiguous=flag)  # type: ignore[arg-type]
+        if kind == "rate_wait":
+            return Claim("rate_wait", wait_ms=int(float(a)), ambiguous=flag)
+        if kind == "rate_refused":
+            return Claim("rate_refused", ambiguous=flag)
         if kind == "done":
             return Claim(
                 "done", owner_job_id=a, ambiguous=flag, outcome=json.loads(outcome) if outcome else None
@@ -169,9 +298,11 @@ class IdempotencyStore:
         pipe.hset(name, mapping={"state": "done", "outcome": json.dumps(outcome, separators=(",", ":"))})
         pipe.expire(name, self._ttl)
 
-    def release_count(self, pipe: Any, call_id: str) -> None:
-        """Nothing was sent: give the per-call quota back (queued on `pipe`)."""
+    def release_count(self, pipe: Any, call_id: str, policies: Policies = NO_POLICIES) -> None:
+        """Nothing was sent: give the per-call quota and the recipient's back (queued on `pipe`)."""
         pipe.decr(call_counter_key(call_id))
+        if policies.recipient_key and policies.recipient_member:
+            pipe.zrem(policies.recipient_key, policies.recipient_member)
 
 
 def _text(value: Any) -> str:

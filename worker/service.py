@@ -35,10 +35,11 @@ from producers.contract import (
     tool_message,
     utcnow,
 )
-from worker import events, metrics, polling, receipts
+from worker import events, metrics, optout, polling, receipts
 from worker.config.source import ConfigSource
 from worker.errors import SendError
-from worker.idempotency import Claim, IdempotencyStore
+from worker.hashing import hash_key, hash_number
+from worker.idempotency import NO_POLICIES, Claim, IdempotencyStore, Policies
 from worker.plan import SendPlan, make_plan
 from worker.providers import OutboundSms, ProviderPool, Receipt, SmsProvider
 from worker.settings import Settings
@@ -54,6 +55,16 @@ _OUTCOME_FIELDS = {
 _FALLBACK_CODES = frozenset({ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.AUTH_FAILED, ErrorCode.RATE_LIMITED})
 #: How often a job polls an idempotency key that another worker holds.
 _BUSY_POLL = (0.01, 0.25)
+#: Seconds before its deadline a rate-limited text's slot must come, so that the scheduled attempt
+#: still has time to be picked up and sent before the deadline.
+RATE_SLOT_MARGIN = 0.5
+_OPTED_OUT = "the recipient opted out of texts from this number (local opt-out list)"
+_SENDER_BUSY = "too many texts are waiting on this number right now"
+
+
+def recipient_cap_key(agent_id: str, digest: str) -> str:
+    """The sorted set of one agent's recent sends to one recipient (the number's keyed hash)."""
+    return f"sms:rcpt:{agent_id}:{digest}"
 
 
 @dataclass(slots=True)
@@ -69,6 +80,8 @@ class Delivery:
     provider_ms: float | None = None
     #: the primary connection failed for good and this delivery now sends through the fallback
     on_fallback: bool = False
+    #: what the claim checked (opt-out, recipient cap, sender rate); released when nothing is sent
+    policies: Policies = NO_POLICIES
 
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
@@ -105,6 +118,13 @@ class SmsService:
             client, ttl=settings.idempotency_ttl, lease_seconds=settings.claim_lease
         )
         self._rng = rng or random.Random()
+        self._number_key: bytes | None = None
+
+    def number_key(self) -> bytes:
+        """The key recipients are hashed with (read once: SMS_NUMBER_HASH_KEY or the generated one)."""
+        if self._number_key is None:
+            self._number_key = hash_key(self._settings, self._redis)
+        return self._number_key
 
     def handle(self, raw_job: Any, *, attempt: int, owner: str) -> float | None:
         """Process one delivery; returns seconds until the next attempt, or None when the job is done."""
@@ -147,13 +167,71 @@ class SmsService:
             self._finish_failed(delivery, refusal)
             return None
         assert plan is not None
-        if claim.kind == "limit":
-            self._finish_failed(
-                delivery,
-                SendError(ErrorCode.LIMIT_REACHED, f"this call has reached its {plan.max_per_call} texts"),
-            )
+        refusal = self._claim_refusal(claim, plan)
+        if refusal is not None:
+            self._finish_failed(delivery, refusal)
             return None
+        if claim.kind == "rate_wait":
+            return self._wait_for_slot(delivery, claim.wait_ms / 1000)
         return self._send(delivery, plan)
+
+    @staticmethod
+    def _claim_refusal(claim: Claim, plan: SendPlan) -> SendError | None:
+        """A policy of the claim that refused this send (nothing was sent), or None."""
+        if claim.kind == "limit":
+            return SendError(ErrorCode.LIMIT_REACHED, f"this call has reached its {plan.max_per_call} texts")
+        if claim.kind == "optout":
+            return SendError(ErrorCode.RECIPIENT_OPTED_OUT, _OPTED_OUT)
+        if claim.kind == "recipient_limit":
+            cap = plan.max_per_recipient
+            assert cap is not None
+            return SendError(
+                ErrorCode.LIMIT_REACHED,
+                f"this number has had {cap.count} texts from this agent in the last {cap.window_seconds} s",
+                cause="recipient",
+            )
+        if claim.kind == "rate_refused":
+            return SendError(
+                ErrorCode.RATE_LIMITED,
+                f"{_SENDER_BUSY}: its next free slot comes after the text's deadline",
+                cause="sender",
+            )
+        return None
+
+    def _wait_for_slot(self, delivery: Delivery, delay: float) -> float:
+        """Over the sending number's rate with a slot before the deadline: the slot is reserved and
+        the key held (`waiting`); publish `retrying` and come back at the slot."""
+        err = SendError(ErrorCode.RATE_LIMITED, f"{_SENDER_BUSY}: scheduled for its slot", cause="sender")
+        event = self._event(
+            delivery, Status.RETRYING, terminal=False, error=err.info(),
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
+        )  # fmt: skip
+        with self._redis.pipeline(transaction=False) as pipe:
+            events.publish(pipe, event)
+            pipe.execute()
+        self._log(delivery, event, retry_in_ms=round(delay * 1000))
+        return delay
+
+    def _policies(self, job: Job, plan: SendPlan) -> Policies:
+        """The opt-out, recipient-cap and sender-rate checks the claim makes for this plan."""
+        digest = hash_number(self.number_key(), plan.to)
+        connection = plan.connection
+        by_sender = optout.field(digest, plan.from_) if plan.from_ else ""
+        cap, rate = plan.max_per_recipient, plan.rate
+        remaining = (job.expires_at - utcnow()).total_seconds() - RATE_SLOT_MARGIN
+        return Policies(
+            optout_key=optout.list_key(connection),
+            optout_fields=(by_sender, optout.field(digest, None)),
+            recipient_key=recipient_cap_key(job.agent_id, digest) if cap is not None else "",
+            recipient_member=job.idempotency_key,
+            recipient_count=cap.count if cap is not None else -1,
+            recipient_window_ms=cap.window_seconds * 1000 if cap is not None else 0,
+            rate_key=rate.key if rate is not None else "",
+            rate_interval_ms=rate.interval_ms if rate is not None else 0.0,
+            rate_tolerance_ms=(rate.burst - 1) * rate.interval_ms if rate is not None else 0.0,
+            rate_units=rate.cost if rate is not None else 1,
+            deadline_ms=max(int(remaining * 1000), 0),
+        )
 
     # -- claiming -------------------------------------------------------------------------------
 
@@ -162,6 +240,8 @@ class SmsService:
         it, wait for its outcome or for its lease to run out."""
         job = delivery.job
         sending = self._event(delivery, Status.SENDING, terminal=False).dumps() if plan else None
+        if plan is not None:
+            delivery.policies = self._policies(job, plan)
         poll = _BUSY_POLL[0]
         while True:
             claim = self._idem.claim(
@@ -171,6 +251,7 @@ class SmsService:
                 call_id=job.call.call_id,
                 cap=plan.max_per_call if plan else None,
                 sending=sending,
+                policies=delivery.policies,
             )
             if claim.kind != "busy":
                 return claim
@@ -250,6 +331,8 @@ class SmsService:
 
     def _after_error(self, delivery: Delivery, err: SendError) -> float | None:
         job = delivery.job
+        if err.code == ErrorCode.RECIPIENT_OPTED_OUT and delivery.plan is not None:
+            self._record_opt_out(delivery.plan, err)
         if err.retryable and not delivery.on_fallback and delivery.attempt < self._settings.max_attempts:
             delay = self.backoff(delivery.attempt, err.retry_after)
             next_at = utcnow() + timedelta(seconds=delay)
@@ -293,6 +376,14 @@ class SmsService:
         events.publish(self._redis, self._event(delivery, Status.SENDING, terminal=False))
         return self._send(delivery, delivery.plan)
 
+    def _record_opt_out(self, plan: SendPlan, err: SendError) -> None:
+        """The provider refused because the recipient opted out (Twilio 21610, Telnyx 40300): put
+        the number on the local list, so the next send is refused before any provider call."""
+        reason = f"{plan.connection.provider} {err.provider_code}" if err.provider_code else "provider"
+        optout.record(
+            self._redis, plan.connection, plan.to, reason=reason, sender=plan.from_, key=self.number_key()
+        )
+
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter; a fast first retry (the caller is waiting), never
         sooner than the provider's Retry-After."""
@@ -327,7 +418,7 @@ class SmsService:
         with self._redis.pipeline(transaction=True) as pipe:
             self._idem.finish(pipe, job.idempotency_key, outcome)
             if release:
-                self._idem.release_count(pipe, job.call.call_id)
+                self._idem.release_count(pipe, job.call.call_id, delivery.policies)
             events.publish(pipe, event)
             self._record_job(pipe, delivery, event)
             if mapped:

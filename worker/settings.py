@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         """`SMS_RECEIPT_POLL_SCHEDULE` as seconds after acceptance (empty: polling is off)."""
         return [float(part) for part in self.receipt_poll_schedule.split(",") if part.strip()]
 
+    # -- policies: opt-outs, caps (worker/hashing.py) ----------------------------------------------
+    #: the key phone numbers are hashed with (HMAC-SHA256) in the opt-out list and the
+    #: per-recipient caps; unset: a random key generated once in Redis (`sms:number-hash-key`)
+    number_hash_key: SecretStr | None = None
+
     def fernet_keys(self) -> list[str]:
         if self.encryption_keys is None:
             return []

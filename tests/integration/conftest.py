@@ -140,6 +140,8 @@ def config(write_config: Callable[[dict[str, Any]], Path], twilio: FakeTwilio) -
                     "from_number": AGENT_NUMBER,
                     "credentials": {"account_sid": ACCOUNT_SID, "auth_token": "${TWILIO_AUTH_TOKEN}"},
                     "api_base_url": twilio.url,
+                    # load tests send hundreds of texts from one number to one caller
+                    "messages_per_second": 100_000,
                 }
             ],
             "agents": {
@@ -150,6 +152,7 @@ def config(write_config: Callable[[dict[str, Any]], Path], twilio: FakeTwilio) -
                             "provider": "twilio",
                             "templates": {"booking_confirmation": TEMPLATE},
                             "max_per_call": 5,
+                            "max_per_recipient": {"count": 100_000, "window_seconds": 60},
                         }
                     }
                 }

@@ -74,7 +74,8 @@ def store_env(keys: str) -> dict[str, str]:
 
 
 def body(**sms: Any) -> str:
-    return json.dumps({"voice_tools": {"sms_mid_call": {"enabled": True, **sms}}})
+    # These tests send to the same caller again and again: no per-recipient cap.
+    return json.dumps({"voice_tools": {"sms_mid_call": {"enabled": True, "max_per_recipient": None, **sms}}})
 
 
 def inbound(call_id: str) -> CallContext:

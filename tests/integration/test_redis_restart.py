@@ -24,7 +24,7 @@ connections:
 agents:
   a1:
     voice_tools:
-      sms_mid_call: {enabled: true, provider: sandbox, max_per_call: 100}
+      sms_mid_call: {enabled: true, provider: sandbox, max_per_call: 100, max_per_recipient: null}
 """
 
 

@@ -36,11 +36,12 @@ def svc(redis_client: redis.Redis, fakes: tuple[FakeTwilio, FakeTelnyx]) -> Iter
     twilio, telnyx = fakes
     twilio_connection = {
         "label": "Twilio", "provider": "twilio", "from_number": "+15005550006", "api_base_url": twilio.url,
+        "messages_per_second": 1000,
         "credentials": {"account_sid": twilio.account_sid, "auth_token": twilio.auth_token},
     }  # fmt: skip
     telnyx_connection = {
         "label": "Telnyx", "provider": "telnyx", "from_number": "+14155550000", "api_base_url": telnyx.url,
-        "credentials": {"api_key": telnyx.api_key},
+        "messages_per_second": 1000, "credentials": {"api_key": telnyx.api_key},
     }  # fmt: skip
     config = SmsConfig.model_validate(
         {

@@ -48,6 +48,8 @@ def _connection(label: str, url: str) -> dict[str, Any]:
         "from_number": SENDER,
         "credentials": {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN},
         "api_base_url": url,
+        # Every policy on, none binding: the claim still runs the GCRA and the recipient cap.
+        "messages_per_second": 100_000,
     }
 
 
@@ -58,6 +60,7 @@ def _agent(connection: str) -> dict[str, Any]:
         "connection": connection,
         "templates": {"booking": TEMPLATE},
         "max_per_call": 5,
+        "max_per_recipient": {"count": 10_000_000, "window_seconds": 60},
     }
     return {"voice_tools": {"sms_mid_call": sms}}
 
