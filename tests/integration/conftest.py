@@ -141,7 +141,7 @@ def config(write_config: Callable[[dict[str, Any]], Path], twilio: FakeTwilio) -
                     "credentials": {"account_sid": ACCOUNT_SID, "auth_token": "${TWILIO_AUTH_TOKEN}"},
                     "api_base_url": twilio.url,
                     # load tests send hundreds of texts from one number to one caller
-                    "messages_per_second": 100_000,
+                    "messages_per_second": 10_000,
                 }
             ],
             "agents": {

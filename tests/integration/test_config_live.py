@@ -74,8 +74,10 @@ def store_env(keys: str) -> dict[str, str]:
 
 
 def body(**sms: Any) -> str:
-    # These tests send to the same caller again and again: no per-recipient cap.
-    return json.dumps({"voice_tools": {"sms_mid_call": {"enabled": True, "max_per_recipient": None, **sms}}})
+    # These tests send to the same caller again and again: a cap that never binds (not null, which
+    # a merge patch reads as "remove the field", so the default would apply).
+    cap = {"count": 100_000, "window_seconds": 60}
+    return json.dumps({"voice_tools": {"sms_mid_call": {"enabled": True, "max_per_recipient": cap, **sms}}})
 
 
 def inbound(call_id: str) -> CallContext:

@@ -49,7 +49,7 @@ def _connection(label: str, url: str) -> dict[str, Any]:
         "credentials": {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN},
         "api_base_url": url,
         # Every policy on, none binding: the claim still runs the GCRA and the recipient cap.
-        "messages_per_second": 100_000,
+        "messages_per_second": 10_000,
     }
 
 
