@@ -346,3 +346,20 @@ def test_a_per_number_rate_overrides_the_connections(make: Any) -> None:
     """`number_rates` for the sending number wins over the connection's rate."""
     sms = make({"messages_per_second": 1, "number_rates": {SENDER: {"messages_per_second": 50, "burst": 5}}})
     assert [sms.handle(job(f"CA{i}")) for i in range(5)] == [None] * 5
+
+
+def test_the_benchmarks_config_is_valid_with_every_policy_on(tmp_path: Any) -> None:
+    """The benchmark's workers load its config: every policy on (a sender rate, a recipient cap),
+    within the models' bounds, none of them binding at the benchmark's load."""
+    from worker.bench import workload
+    from worker.config.crypto import Crypto
+    from worker.config.loader import load_file
+
+    path = workload.write_config(
+        tmp_path / "bench.yaml", fast_url="http://127.0.0.1:1", slow_url="http://127.0.0.1:2"
+    )
+    loaded = load_file(path, crypto=Crypto([]))
+    assert all(c.messages_per_second and c.messages_per_second >= 1000 for c in loaded.connections)
+    assert all(
+        a.sms.max_per_recipient and a.sms.max_per_recipient.count >= 10_000 for a in loaded.agents.values()
+    )

@@ -60,7 +60,7 @@ def _agent(connection: str) -> dict[str, Any]:
         "connection": connection,
         "templates": {"booking": TEMPLATE},
         "max_per_call": 5,
-        "max_per_recipient": {"count": 10_000_000, "window_seconds": 60},
+        "max_per_recipient": {"count": 100_000, "window_seconds": 60},
     }
     return {"voice_tools": {"sms_mid_call": sms}}
 
