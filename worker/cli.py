@@ -21,8 +21,8 @@ from worker.config import commands
 from worker.config.crypto import Crypto
 from worker.config.loader import load_file
 from worker.errors import ConfigError, SmsError
-from worker.redis_client import redacted
 from worker.optout_cli import register as register_optout
+from worker.redis_client import redacted
 from worker.settings import Settings
 
 
