@@ -8,11 +8,14 @@ for a text that was not sent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from producers.channel import parse_entries
 from producers.client import SmsClient
 from producers.contract import NOT_SENT_PREFIX, CallContext, Status, events_key
+
+if TYPE_CHECKING:
+    from producers.results import SendResult
 
 SEND_SMS_TOOL: dict[str, Any] = {
     "type": "function",
@@ -46,7 +49,7 @@ SEND_SMS_TOOL: dict[str, Any] = {
 }
 
 
-async def send_sms(
+async def run_send_sms(
     client: SmsClient,
     *,
     agent_id: str,
@@ -54,21 +57,18 @@ async def send_sms(
     arguments: Mapping[str, Any],
     tool_call_id: str,
     timeout: float = 5.0,
-) -> str:
-    """Run one `send_sms` tool call; returns the text to hand back to the model.
-
-    The tool call id makes the idempotency key, so a model that repeats the same call (after a
-    barge-in, a retry) gets the first outcome and the caller gets one text.
-    """
+) -> tuple[str, SendResult | None]:
+    """`send_sms`, also returning the `SendResult` (None when the arguments were refused before
+    anything was queued), so an adapter can follow the text's later events (its job id)."""
     template = arguments.get("template") or None
     message = arguments.get("message") or None
     variables = arguments.get("variables") or {}
     if template is None and message is None:
-        return f"{NOT_SENT_PREFIX}: give either a message or a template."
+        return f"{NOT_SENT_PREFIX}: give either a message or a template.", None
     if not isinstance(variables, Mapping) or not all(
         isinstance(v, str | int | float) and not isinstance(v, bool) for v in variables.values()
     ):
-        return f"{NOT_SENT_PREFIX}: template variables must be text or numbers."
+        return f"{NOT_SENT_PREFIX}: template variables must be text or numbers.", None
     try:
         result = await client.send(
             agent_id=agent_id,
@@ -83,7 +83,29 @@ async def send_sms(
         )
     except ValueError as exc:
         # The model's arguments, not our code, were wrong: tell it so it can correct itself.
-        return f"{NOT_SENT_PREFIX}: {exc}."
+        return f"{NOT_SENT_PREFIX}: {exc}.", None
+    return result.tool_message, result
+
+
+async def send_sms(
+    client: SmsClient,
+    *,
+    agent_id: str,
+    call: CallContext,
+    arguments: Mapping[str, Any],
+    tool_call_id: str,
+    timeout: float = 5.0,
+) -> str:
+    """Run one `send_sms` tool call; returns the text to hand back to the model.
+
+    The tool call id makes the idempotency key, so a model that repeats the same call (after a
+    barge-in, a retry) gets the first outcome and the caller gets one text.
+    """
+    message, result = await run_send_sms(
+        client, agent_id=agent_id, call=call, arguments=arguments, tool_call_id=tool_call_id, timeout=timeout
+    )
+    if result is None:
+        return message
     return result.tool_message
 
 
