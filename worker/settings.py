@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     #: address and port `midcall-sms serve` listens on
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    #: seconds a voice platform's tool request (`/v1/tools/vapi`, `/v1/tools/retell`) waits for a
+    #: text's outcome before answering "not confirmed yet" (within the platforms' own time limits)
+    tool_timeout: float = Field(default=4.0, gt=0, le=15)
     #: comma-separated bearer tokens for the audit API; none set: it answers 401
     api_tokens: SecretStr | None = None
     #: audit records hold the message text (and full numbers) only when true

@@ -63,7 +63,7 @@ def expand_vars(value: str, *, env: Mapping[str, str], where: str) -> str:
 
 #: The agent fields where `${VAR}` and `enc:` are resolved; templates and the platform's own
 #: fields (prompts…) are left alone, so `"Total: ${amount}"` stays literal text.
-_AGENT_SECRET_FIELDS = ("custom_api_url", "custom_api_headers")
+_AGENT_SECRET_FIELDS = ("custom_api_url", "custom_api_headers", "tool_secrets")
 
 
 def resolve_secrets(data: dict[str, Any], *, crypto: Crypto, env: Mapping[str, str]) -> dict[str, Any]:

@@ -194,6 +194,14 @@ class SmsMidCall(BaseModel):
     validity_seconds: int | None = Field(default=None, ge=1, le=36000)
     #: let a job choose another connection label or sending number than the agent's
     allow_overrides: bool = False
+    #: voice platforms' tool requests (`/v1/tools/{platform}`): per platform, the secret that
+    #: authenticates them (Vapi: the server secret it sends; Retell: the API key that signs)
+    tool_secrets: dict[Literal["vapi", "retell"], SecretStr] = Field(default_factory=dict)
+    #: the header Vapi sends the server secret in (the agent's server URL settings)
+    vapi_secret_header: str = Field(default="x-vapi-secret", min_length=1, max_length=100)
+    #: the platform's own ids of this agent (Vapi assistant ids, Retell agent ids), for tool
+    #: requests to `/v1/tools/{platform}` without the agent id in the path
+    platform_ids: dict[Literal["vapi", "retell"], list[str]] = Field(default_factory=dict)
 
     _check_from = field_validator("from_number")(_e164)
 

@@ -28,7 +28,10 @@ Path = tuple[str, ...]
 #: mappings of a connection whose every value is a secret
 CONNECTION_SECRETS: tuple[Path, ...] = (("credentials",), ("custom_api_headers",))
 #: mappings of an agent body whose every value is a secret
-AGENT_SECRETS: tuple[Path, ...] = (("voice_tools", "sms_mid_call", "custom_api_headers"),)
+AGENT_SECRETS: tuple[Path, ...] = (
+    ("voice_tools", "sms_mid_call", "custom_api_headers"),
+    ("voice_tools", "sms_mid_call", "tool_secrets"),
+)
 
 Document = dict[str, Any]
 

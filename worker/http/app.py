@@ -12,8 +12,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from producers.client import SmsClient
 from worker.config.source import ConfigSource
-from worker.http import probes, webhooks
+from worker.http import probes, tools, webhooks
 from worker.http.metrics import ServiceMetrics
 from worker.http.state import ServiceState, service_client
 from worker.settings import Settings
@@ -35,6 +36,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = ServiceState(settings, client or service_client(settings), config=config, metrics=metrics)
         app.state.service = state
+        # The voice platforms' tool calls enqueue and wait like a live-call process does.
+        app.state.sms = SmsClient.from_url(settings.redis_url)
         if not settings.public_url:
             log.warning(
                 "serve.no_public_url",
@@ -44,11 +47,12 @@ def create_app(
             yield
         finally:
             state.stopping = True
+            await app.state.sms.aclose()
             if client is None:
                 state.close()
 
     app = Starlette(
-        routes=[*probes.ROUTES, *webhooks.ROUTES],
+        routes=[*probes.ROUTES, *webhooks.ROUTES, *tools.ROUTES],
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
