@@ -1,4 +1,4 @@
-"""LiveKit Agents: `send_sms` as a ready function tool, with late delivery news for the model.
+"""LiveKit Agents: `send_sms` and `sms_status` as ready function tools, with late delivery news.
 
 ```python
 from livekit.agents import Agent
@@ -16,7 +16,8 @@ idempotency key. The tool answers with the exact sentence ("SMS sent." / "SMS co
 sent: …"), as an async tool (`RunContext.update`), and keeps following the text on the call's
 stream: a late `undelivered` (or the outcome of a text that was `pending`) is handed to the
 model as the tool's final result, so the agent tells the caller while they are still there; a
-`delivered` is recorded for the model without a spoken reply.
+`delivered` is recorded for the model without a spoken reply. `sms_status` answers where the
+call's latest text stands ("SMS delivered.", "SMS wasn't delivered: …", …).
 
 Needs `pip install 'midcall-sms[livekit]'`.
 """
@@ -33,7 +34,7 @@ from livekit.agents.llm import RawFunctionTool, Tool, Toolset
 from producers.client import SmsClient
 from producers.contract import NOT_SENT_PREFIX, CallContext, Status
 from producers.integrations.follow import DEFAULT_FOLLOW_SECONDS, follow
-from producers.tools import SEND_SMS_TOOL, run_send_sms
+from producers.tools import SEND_SMS_TOOL, SMS_STATUS_TOOL, run_send_sms, sms_status
 
 #: `ctx.update()` wraps a message in this template: the model reads the sentence as it is.
 AS_IS = "{message}"
@@ -89,8 +90,13 @@ def call_from_room(room: Room) -> CallContext:
     return call_from_participant(participant, room_name=room.name)
 
 
+def _schema(tool: dict[str, Any]) -> dict[str, Any]:
+    spec = tool["function"]
+    return {"name": spec["name"], "description": spec["description"], "parameters": spec["parameters"]}
+
+
 class SmsTools:
-    """The `send_sms` function tool for one agent, bound to the call of the room it runs in.
+    """The `send_sms` and `sms_status` function tools for one agent, bound to the call of the room.
 
     `call`: a fixed call (tests, a call known otherwise); else `room`; else the room of the
     current job (`get_job_context().room`), read at each tool call, since the caller may join
@@ -114,20 +120,17 @@ class SmsTools:
         self._room = room
         self._timeout = timeout
         self._follow_seconds = follow_seconds
-        spec = SEND_SMS_TOOL["function"]
         self.send_sms: RawFunctionTool[..., Any] = function_tool(
-            self._send_sms,
-            raw_schema={
-                "name": spec["name"],
-                "description": spec["description"],
-                "parameters": spec["parameters"],
-            },
+            self._send_sms, raw_schema=_schema(SEND_SMS_TOOL)
+        )
+        self.sms_status: RawFunctionTool[..., Any] = function_tool(
+            self._sms_status, raw_schema=_schema(SMS_STATUS_TOOL)
         )
 
     @property
     def tools(self) -> list[Tool | Toolset]:
         """The tools to give the `Agent` (`Agent(tools=…)`)."""
-        return [self.send_sms]
+        return [self.send_sms, self.sms_status]
 
     def call(self) -> CallContext:
         """The call the tools act for (see the class docstring); `LookupError` without a caller."""
@@ -135,6 +138,13 @@ class SmsTools:
             return self._call
         room = self._room if self._room is not None else get_job_context().room
         return call_from_room(room)
+
+    async def _sms_status(self, raw_arguments: dict[str, object], context: RunContext[Any]) -> str:
+        try:
+            call = self.call()
+        except (LookupError, RuntimeError):
+            return NO_CALLER_MESSAGE
+        return await sms_status(self._client, call=call, arguments=raw_arguments)
 
     async def _send_sms(self, raw_arguments: dict[str, object], context: RunContext[Any]) -> str | None:
         try:

@@ -1,14 +1,14 @@
-"""Pipecat: `send_sms` registered with the LLM service, late delivery news as async results.
+"""Pipecat: `send_sms` and `sms_status` registered with the LLM service, late news as async results.
 
 ```python
 from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
 from producers import CallContext, SmsClient
-from producers.integrations.pipecat import SEND_SMS_SCHEMA, register_sms_functions
+from producers.integrations.pipecat import SEND_SMS_SCHEMA, SMS_STATUS_SCHEMA, register_sms_functions
 
 sms = SmsClient.from_url("redis://localhost:6379/0")
 call = CallContext(call_id=call_sid, direction="inbound", from_number=caller, to_number=ours)
 register_sms_functions(llm, sms, agent_id="agent_abc123", call=call)
-context = LLMContext(messages, tools=ToolsSchema(standard_tools=[SEND_SMS_SCHEMA]))
+context = LLMContext(messages, tools=ToolsSchema(standard_tools=[SEND_SMS_SCHEMA, SMS_STATUS_SCHEMA]))
 ```
 
 The handler uses the tool-call id as the idempotency key and answers with the exact sentence
@@ -35,16 +35,22 @@ from pipecat.services.llm_service import FunctionCallParams, LLMService
 from producers.client import SmsClient
 from producers.contract import CallContext, Status
 from producers.integrations.follow import DEFAULT_FOLLOW_SECONDS, follow
-from producers.tools import SEND_SMS_TOOL, run_send_sms
+from producers.tools import SEND_SMS_TOOL, SMS_STATUS_TOOL, run_send_sms, sms_status
 
-_SPEC = SEND_SMS_TOOL["function"]
-#: The `send_sms` function for an `LLMContext`'s `ToolsSchema`.
-SEND_SMS_SCHEMA = FunctionSchema(
-    name=_SPEC["name"],
-    description=_SPEC["description"],
-    properties=_SPEC["parameters"]["properties"],
-    required=list(_SPEC["parameters"]["required"]),
-)
+
+def _schema(tool: dict[str, Any]) -> FunctionSchema:
+    spec = tool["function"]
+    return FunctionSchema(
+        name=spec["name"],
+        description=spec["description"],
+        properties=spec["parameters"]["properties"],
+        required=list(spec["parameters"]["required"]),
+    )
+
+
+#: The `send_sms` and `sms_status` functions for an `LLMContext`'s `ToolsSchema`.
+SEND_SMS_SCHEMA = _schema(SEND_SMS_TOOL)
+SMS_STATUS_SCHEMA = _schema(SMS_STATUS_TOOL)
 #: Seconds added to the follow time in the function's Pipecat timeout (the send's own wait).
 _TIMEOUT_MARGIN = 15.0
 
@@ -69,6 +75,12 @@ class SmsFunctions:
 
     def call(self) -> CallContext:
         return self._call if isinstance(self._call, CallContext) else self._call()
+
+    async def sms_status(self, params: FunctionCallParams) -> None:
+        """Run one `sms_status` function call (an ordinary one: the model waits for the answer)."""
+        await params.result_callback(
+            await sms_status(self._client, call=self.call(), arguments=params.arguments)
+        )
 
     async def send_sms(self, params: FunctionCallParams) -> None:
         """Run one `send_sms` function call, then report its late news (async function call)."""
@@ -107,7 +119,8 @@ def register_sms_functions(
     timeout: float = 5.0,
     follow_seconds: float = DEFAULT_FOLLOW_SECONDS,
 ) -> SmsFunctions:
-    """Register `send_sms` with `llm` as an async function call; returns the handler object."""
+    """Register `send_sms` with `llm` as an async function call, and `sms_status`; returns the
+    handler object."""
     functions = SmsFunctions(
         client, agent_id=agent_id, call=call, timeout=timeout, follow_seconds=follow_seconds
     )
@@ -117,4 +130,5 @@ def register_sms_functions(
         cancel_on_interruption=False,
         timeout_secs=timeout + follow_seconds + _TIMEOUT_MARGIN,
     )
+    llm.register_function(SMS_STATUS_SCHEMA.name, functions.sms_status, timeout_secs=_TIMEOUT_MARGIN)
     return functions

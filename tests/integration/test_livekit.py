@@ -26,14 +26,26 @@ from producers import CallContext, SmsClient
 from producers.contract import SENT_MESSAGE
 from producers.integrations.livekit import NO_CALLER_MESSAGE, SmsTools, call_from_room
 from tests.integration.conftest import WorkerFactory
-from tests.integration.voice import AGENT_ID, CALLER, CONFIG, OUR_NUMBER, UNDELIVERED, outbox, poll_sandbox
+from tests.integration.voice import (
+    AGENT_ID,
+    CALLER,
+    CONFIG,
+    DELIVERED,
+    OUR_NUMBER,
+    UNDELIVERED,
+    outbox,
+    poll_sandbox,
+)
 
 
 class ScriptedLLM(llm.LLM[Any]):
     """Calls `send_sms` once with `arguments`, then answers every tool result with "Tool said: …"."""
 
-    def __init__(self, arguments: dict[str, Any], tool_call_id: str = "call_lk_1") -> None:
+    def __init__(
+        self, arguments: dict[str, Any], tool_call_id: str = "call_lk_1", tool: str = "send_sms"
+    ) -> None:
         super().__init__()
+        self.tool = tool
         self.arguments = arguments
         self.tool_call_id = tool_call_id
         self.requests: list[llm.ChatContext] = []
@@ -50,7 +62,7 @@ class ScriptedLLM(llm.LLM[Any]):
         outputs = [i for i in chat_ctx.items if i.type == "function_call_output"]
         if not outputs:
             call = llm.FunctionToolCall(
-                name="send_sms", arguments=json.dumps(self.arguments), call_id=self.tool_call_id
+                name=self.tool, arguments=json.dumps(self.arguments), call_id=self.tool_call_id
             )
             delta = llm.ChoiceDelta(role="assistant", tool_calls=[call])
         else:
@@ -191,3 +203,35 @@ async def test_same_tool_call_id_sends_once_and_no_caller_sends_nothing(
         result.expect.contains_function_call_output(output=NO_CALLER_MESSAGE)
         await session.aclose()
     assert len(outbox(redis_url)) == 1
+
+
+async def test_late_delivered_is_recorded_silently_and_sms_status_says_it(
+    redis_url: str, redis_client: Any, write_config: Callable[..., Path], start_worker: WorkerFactory
+) -> None:
+    """A late `delivered` goes into the conversation as the tool's silent update (no reply is
+    generated for it); the `sms_status` tool then answers "SMS delivered."."""
+    start_worker(write_config(CONFIG))
+    room = sip_room(phone=DELIVERED, call_id="SCL_lk_delivered")
+    async with SmsClient.from_url(redis_url) as client:
+        tools = SmsTools(client, agent_id=AGENT_ID, room=room, follow_seconds=30)
+        model = ScriptedLLM({"message": "Your code is 1234"})
+        session, result = await run_tool(tools, model)
+        result.expect.contains_function_call_output(output=SENT_MESSAGE)
+        sent = outbox(redis_url)
+        assert poll_sandbox(redis_url, sent[0]["message_id"]) in ("published", "duplicate")
+
+        def outputs() -> list[str]:
+            return [i.output for i in session.history.items if i.type == "function_call_output"]
+
+        await wait_for(lambda: "SMS delivered." in outputs())
+        requests_after_delivered = len(model.requests)
+        await asyncio.sleep(0.5)
+        assert len(model.requests) == requests_after_delivered  # silent: the model was not run for it
+        await session.aclose()
+
+        status_model = ScriptedLLM({}, tool_call_id="call_status", tool="sms_status")
+        session, result = await run_tool(tools, status_model)
+        result.expect.contains_function_call(name="sms_status")
+        result.expect.contains_function_call_output(output="SMS delivered.")
+        await session.aclose()
+    print(f"livekit: outputs after delivered: {outputs()!r}")

@@ -29,14 +29,17 @@ from pipecat.tests.utils import run_test
 from producers import CallContext, SmsClient
 from producers.contract import SENT_MESSAGE
 from producers.integrations.pipecat import register_sms_functions
-from tests.integration.voice import AGENT_ID, CONFIG, OUR_NUMBER, UNDELIVERED, outbox, poll_sandbox
+from tests.integration.voice import AGENT_ID, CONFIG, DELIVERED, OUR_NUMBER, UNDELIVERED, outbox, poll_sandbox
 
 
 class ScriptedLLM(LLMService):
     """Calls `send_sms` once per user message; holds the EndFrame until its calls are settled."""
 
-    def __init__(self, arguments: dict[str, Any], tool_call_id: str = "call_pc_1") -> None:
+    def __init__(
+        self, arguments: dict[str, Any], tool_call_id: str = "call_pc_1", tool: str = "send_sms"
+    ) -> None:
         super().__init__()
+        self.tool = tool
         self.arguments = arguments
         self.tool_call_id = tool_call_id
         self.settled = asyncio.Event()
@@ -45,7 +48,7 @@ class ScriptedLLM(LLMService):
         await super().process_frame(frame, direction)
         if isinstance(frame, TranscriptionFrame):
             call = FunctionCallFromLLM(
-                function_name="send_sms",
+                function_name=self.tool,
                 tool_call_id=self.tool_call_id,
                 arguments=self.arguments,
                 context=LLMContext(),
@@ -133,3 +136,27 @@ async def test_refused_arguments_answer_at_once_and_queue_nothing(
     seen = results(down)
     assert seen == [("SMS couldn't be sent: give either a message or a template.", True, None)]
     assert outbox(redis_url) == []
+
+
+async def test_late_delivered_settles_without_a_run_and_sms_status_says_it(
+    redis_url: str, redis_client: Any, write_config: Any, start_worker: Any
+) -> None:
+    """A late `delivered` is the final result without an LLM run (nobody needs to speak); the
+    `sms_status` function then answers "SMS delivered."."""
+    start_worker(write_config(CONFIG))
+    call = CallContext(call_id="CA-pc-3", direction="inbound", from_number=DELIVERED, to_number=OUR_NUMBER)
+    async with SmsClient.from_url(redis_url) as client:
+        llm = ScriptedLLM({"message": "Your code is 1234"})
+        register_sms_functions(llm, client, agent_id=AGENT_ID, call=call, follow_seconds=30)
+        stop = threading.Event()
+        poller = asyncio.create_task(asyncio.to_thread(poll_when_sent, redis_url, stop))
+        down, _ = await run_test(llm, frames_to_send=[user_says("Text me the code.")])
+        stop.set()
+        await poller
+        assert results(down) == [(SENT_MESSAGE, False, None), ("SMS delivered.", True, False)]
+
+        status_llm = ScriptedLLM({}, tool_call_id="call_pc_status", tool="sms_status")
+        register_sms_functions(status_llm, client, agent_id=AGENT_ID, call=call)
+        down, _ = await run_test(status_llm, frames_to_send=[user_says("Did it arrive?")])
+    print(f"pipecat: sms_status results={results(down)!r}")
+    assert results(down) == [("SMS delivered.", True, None)]

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from producers.contract import QUEUE, SENT_MESSAGE, events_key
 from tests.integration.conftest import WorkerFactory
-from tests.integration.voice import AGENT_ID, CALLER, CONFIG, OUR_NUMBER, outbox
+from tests.integration.voice import AGENT_ID, CALLER, CONFIG, OUR_NUMBER, UNDELIVERED, outbox, poll_sandbox
 from worker.config.models import SmsConfig
 from worker.config.source import StaticConfigSource
 from worker.http import create_app
@@ -212,3 +212,24 @@ def test_retell_forged_or_stale_signature_is_401_and_queues_nothing(
         answer = service.post(f"/v1/tools/retell/{AGENT_ID}", content=body, headers=headers)
         assert answer.status_code == 401, signature
     assert nothing_queued(redis_client, "retell-forged") and outbox(redis_url) == []
+
+
+def test_vapi_sms_status_after_an_undelivered_text(service: TestClient, redis_url: str) -> None:
+    """`sms_status` through Vapi: after the receipt says undelivered, the result is the
+    receipt's sentence."""
+    body = vapi_message([vapi_call("call_s1", {"message": "Your code is 1234"})], call_id="vapi-status")
+    body["message"]["call"]["customer"]["number"] = UNDELIVERED
+    headers = {"x-vapi-secret": VAPI_SECRET}
+    assert (
+        service.post(f"/v1/tools/vapi/{AGENT_ID}", json=body, headers=headers).json()["results"][0]["result"]
+        == SENT_MESSAGE
+    )
+    assert poll_sandbox(redis_url, outbox(redis_url)[0]["message_id"]) in ("published", "duplicate")
+    status = vapi_message(
+        [{"id": "call_s2", "type": "function", "function": {"name": "sms_status", "arguments": {}}}],
+        call_id="vapi-status",
+    )
+    status["message"]["call"]["customer"]["number"] = UNDELIVERED
+    answer = service.post(f"/v1/tools/vapi/{AGENT_ID}", json=status, headers=headers).json()
+    print(f"vapi: sms_status -> {answer!r}")
+    assert answer["results"][0]["result"].startswith("SMS wasn't delivered: the carrier filtered it as spam")

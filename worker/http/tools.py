@@ -11,7 +11,8 @@ Each request, in this order, answering as soon as one step refuses:
    the raw body, fresh within five minutes), else 401;
 4. only then are the tool calls read (else 400) and run: `send_sms` through the producers'
    `run_send_sms`, the platform's tool-call id making the idempotency key, each waiting at most
-   `SMS_TOOL_TIMEOUT` seconds ("SMS not confirmed yet: …" after that; the text stays queued).
+   `SMS_TOOL_TIMEOUT` seconds ("SMS not confirmed yet: …" after that; the text stays queued);
+   `sms_status` through the producers' `sms_status` (where the call's latest text stands).
 
 Nothing is queued before step 4, so a forged or unauthenticated request sends nothing. Logs name
 the platform, the agent and the outcomes, never a number or a text.
@@ -33,7 +34,7 @@ from starlette.routing import Route
 
 from producers.client import SmsClient
 from producers.contract import NOT_SENT_PREFIX, CallContext
-from producers.tools import run_send_sms
+from producers.tools import run_send_sms, sms_status
 from worker.config.models import Agent
 from worker.http.body import BodyTooLarge, read_limited
 from worker.http.state import ServiceState
@@ -43,7 +44,7 @@ from worker.providers.callbacks import MAX_BODY_BYTES
 log = structlog.get_logger("worker.http.tools")
 
 NO_PHONE_CALL = f"{NOT_SENT_PREFIX}: this call has no phone number to text."
-TOOLS = ("send_sms",)
+TOOLS = ("send_sms", "sms_status")
 
 
 class Refused(Exception):
@@ -96,6 +97,8 @@ async def run_tool(
         return f"Unknown tool {tool.name[:64]!r}: this server runs {', '.join(TOOLS)}."
     if call is None:
         return NO_PHONE_CALL
+    if tool.name == "sms_status":
+        return await sms_status(sms, call=call, arguments=tool.arguments)
     message, _ = await run_send_sms(
         sms, agent_id=agent_id, call=call, arguments=tool.arguments, tool_call_id=tool.id, timeout=timeout
     )
