@@ -33,9 +33,16 @@ from tests.integration.voice import (
     DELIVERED,
     OUR_NUMBER,
     UNDELIVERED,
+    clear_outbox,
     outbox,
     poll_sandbox,
 )
+
+
+@pytest.fixture(autouse=True)
+def _empty_outbox(redis_url: str) -> None:
+    """Counts of texts below are this test's: earlier tests may leave the sandbox outbox behind."""
+    clear_outbox(redis_url)
 
 
 class ScriptedLLM(llm.LLM[Any]):

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
@@ -29,7 +30,22 @@ from pipecat.tests.utils import run_test
 from producers import CallContext, SmsClient
 from producers.contract import SENT_MESSAGE
 from producers.integrations.pipecat import register_sms_functions
-from tests.integration.voice import AGENT_ID, CONFIG, DELIVERED, OUR_NUMBER, UNDELIVERED, outbox, poll_sandbox
+from tests.integration.voice import (
+    AGENT_ID,
+    CONFIG,
+    DELIVERED,
+    OUR_NUMBER,
+    UNDELIVERED,
+    clear_outbox,
+    outbox,
+    poll_sandbox,
+)
+
+
+@pytest.fixture(autouse=True)
+def _empty_outbox(redis_url: str) -> None:
+    """Counts of texts below are this test's: earlier tests may leave the sandbox outbox behind."""
+    clear_outbox(redis_url)
 
 
 class ScriptedLLM(LLMService):

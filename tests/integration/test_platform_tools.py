@@ -18,7 +18,16 @@ from starlette.testclient import TestClient
 
 from producers.contract import QUEUE, SENT_MESSAGE, events_key
 from tests.integration.conftest import WorkerFactory
-from tests.integration.voice import AGENT_ID, CALLER, CONFIG, OUR_NUMBER, UNDELIVERED, outbox, poll_sandbox
+from tests.integration.voice import (
+    AGENT_ID,
+    CALLER,
+    CONFIG,
+    OUR_NUMBER,
+    UNDELIVERED,
+    clear_outbox,
+    outbox,
+    poll_sandbox,
+)
 from worker.config.models import SmsConfig
 from worker.config.source import StaticConfigSource
 from worker.http import create_app
@@ -30,6 +39,12 @@ VAPI_SECRET = "vapi-server-secret-8d1e"  # must never show up in output
 RETELL_KEY = "key_retell_3f0c9a"
 ASSISTANT_ID = "5b0a4a08-133c-4146-9315-0984f8c6be80"
 RETELL_AGENT_ID = "oBeDLoLOeuAbiuaMFXRtDOLriTJ5tSxD"
+
+
+@pytest.fixture(autouse=True)
+def _empty_outbox(redis_url: str) -> None:
+    """Counts of texts below are this test's: earlier tests may leave the sandbox outbox behind."""
+    clear_outbox(redis_url)
 
 
 def platform_config() -> dict[str, Any]:

@@ -55,3 +55,11 @@ def outbox(redis_url: str) -> list[dict[str, str]]:
         return [fields for _, fields in entries]
     finally:
         client.close()
+
+
+def clear_outbox(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(SANDBOX_OUTBOX_KEY)
+    finally:
+        client.close()
