@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from producers.client import SmsClient
 from worker.config.source import ConfigSource
-from worker.http import probes, tools, webhooks
+from worker.http import audit, probes, tools, webhooks
 from worker.http.metrics import ServiceMetrics
 from worker.http.state import ServiceState, service_client
 from worker.settings import Settings
@@ -52,7 +52,7 @@ def create_app(
                 state.close()
 
     app = Starlette(
-        routes=[*probes.ROUTES, *webhooks.ROUTES, *tools.ROUTES],
+        routes=[*probes.ROUTES, *webhooks.ROUTES, *audit.ROUTES, *tools.ROUTES],
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
