@@ -271,6 +271,7 @@ def test_the_fake_twilio_sends_a_signed_inbound_stop_the_service_records(
     forged = twilio.send_inbound(url, from_=CALLER, to=AGENT_NUMBER, body="STOP", forged=True)
     assert forged.response_status == 403
     assert redis_client.exists(INBOUND_LOG_KEY) == 0
+    assert not any(k.startswith(b"sms:optout:") for k in redis_client.scan_iter("sms:optout:*"))
     received = twilio.send_inbound(url, from_=CALLER, to=AGENT_NUMBER, body="STOP")
     assert received.response_status == 200
     entries: Any = redis_client.xrange(INBOUND_LOG_KEY)
@@ -278,3 +279,26 @@ def test_the_fake_twilio_sends_a_signed_inbound_stop_the_service_records(
     assert record[b"keyword_hint"] == b"STOP" and record[b"from"] == b"+1415****234"
     assert record[b"message_id"] == received.message_id.encode()
     print("inbound: forged=403 signed=200 recorded=1")
+
+
+def test_a_signed_inbound_stop_blocks_the_next_send_and_start_lets_one_through(
+    start_worker: WorkerFactory, receipts_config: Path, service: ServiceProcess,
+    fakes: dict[str, Any], sms: SyncSmsClient,
+) -> None:  # fmt: skip
+    """End to end through the signed inbound route: after the caller's STOP the next send ends
+    `recipient_opted_out` with no request to Twilio; after START the following one is accepted."""
+    start_worker(receipts_config)
+    url = service.url + "/v1/webhooks/twilio/twilio-support/inbound"
+    twilio: FakeTwilio = fakes["twilio"]
+    assert twilio.send_inbound(url, from_=CALLER, to=AGENT_NUMBER, body="STOP").response_status == 200
+    sends_before = len(twilio.accepted)
+    refused = sms.send(agent_id="agent_twilio", call=call("CA-stop-1"), message="one", timeout=15)
+    assert refused.status == "failed" and refused.error is not None, refused
+    assert refused.error.code == "recipient_opted_out"
+    assert "START" in refused.tool_message
+    assert len(twilio.accepted) == sends_before
+    assert twilio.send_inbound(url, from_=CALLER, to=AGENT_NUMBER, body="START").response_status == 200
+    allowed = sms.send(agent_id="agent_twilio", call=call("CA-stop-2"), message="two", timeout=15)
+    assert allowed.status == "accepted", allowed
+    assert len(twilio.accepted) == sends_before + 1
+    print("inbound STOP over HTTP: next send recipient_opted_out, provider_requests=0; after START: accepted")

@@ -153,7 +153,7 @@ def _inbound(
     message = cls.inbound_message(connection, fields)
     if message is None:
         return Handled("ignored", response=_inbound_answer(cls))
-    outcome = inbound.hand_on(state.redis, connection, message)
+    outcome = inbound.hand_on(state.redis, connection, message, settings=state.settings)
     return Handled(outcome, message.message_id, response=_inbound_answer(cls))
 
 
