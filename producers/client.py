@@ -201,6 +201,12 @@ class SmsClient:
                         await asyncio.sleep(pause)
         except TimeoutError:
             pass
+        except asyncio.CancelledError:
+            # Only this task's own budget cancels it (send() shields it). Under load a timeout's
+            # cancellation that lands inside redis-py's own cancellation handling can escape
+            # `asyncio.timeout` unconverted (Python 3.11): it is the budget running out all the
+            # same, and the retraction below says whether the push landed.
+            _uncancel()
         except (RedisError, OSError) as exc:
             reason = unreachable(exc)
         return await self._retract(job, message, reason)
@@ -216,6 +222,9 @@ class SmsClient:
                         return after_retract(job, reply, reason)
                     except (RedisConnectionError, RedisTimeoutError):
                         await asyncio.sleep(RECONNECT_PAUSE)
+        except asyncio.CancelledError:  # the retraction's own budget, as in the push above
+            _uncancel()
+            return not_queued(job, reason + UNCONFIRMED)
         except (TimeoutError, RedisError, OSError):
             return not_queued(job, reason + UNCONFIRMED)
 
@@ -306,3 +315,10 @@ class SmsClient:
                 yield event
             if entries and idle_timeout is not None:
                 idle_deadline = time.monotonic() + idle_timeout
+
+
+def _uncancel() -> None:
+    """Forget a cancellation this task absorbed, so its later `asyncio.timeout`s work."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        task.uncancel()
