@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from producers import tracing
 from producers.channel import absorb, parse_entries, queued_event, reply_entries
 from producers.contract import (
     CallContext,
@@ -135,6 +136,7 @@ class SmsClient:
         if self._owns_redis:
             await close_async(self._redis)
 
+    @tracing.traced_send
     async def send(
         self,
         *,

@@ -36,6 +36,9 @@ CONTRACT_VERSION: Literal[1] = 1
 #: The Celery task name producers send to.
 TASK_NAME = "sms.send"
 #: The Redis list (Celery queue) jobs are pushed to.
+#: W3C Trace Context `traceparent`: version 00, a 32-hex trace id, a 16-hex parent span id, flags.
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
 QUEUE = "sms"
 #: Seconds a call's result channel lives after its last event.
 EVENTS_TTL_SECONDS = 24 * 3600
@@ -295,6 +298,14 @@ class Job(BaseModel):
     message: Text | None = Field(default=None, max_length=10 * MAX_MESSAGE_CHARS)
     expires_at: datetime
     created_at: datetime
+    traceparent: str | None = Field(
+        default=None,
+        pattern=TRACEPARENT_PATTERN,
+        description=(
+            "Optional W3C trace context (a `traceparent` header value) of the producer's send(): "
+            "the worker's spans continue that trace; a worker without tracing ignores it."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_body(self) -> Job:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pydantic import ValidationError
 
 from producers.contract import CallContext, Job, VariableValue, utcnow
+from producers.tracing import current_traceparent
 
 #: How long a job may wait before it is dropped as `expired` instead of sent late.
 DEFAULT_EXPIRES_IN = 300.0
@@ -34,8 +35,12 @@ def build_job(
     idempotency_key: str | None = None,
     expires_in: float = DEFAULT_EXPIRES_IN,
     job_id: str | None = None,
+    traceparent: str | None = None,
 ) -> Job:
-    """A validated job; raises `ValueError` (or `TypeError`) for arguments no worker could accept."""
+    """A validated job; raises `ValueError` (or `TypeError`) for arguments no worker could accept.
+
+    `traceparent` defaults to the active OpenTelemetry span's, when there is one (producers/tracing.py).
+    """
     if not isinstance(call, CallContext):
         raise TypeError(f"'call' must be a CallContext, not {type(call).__name__}")
     if (
@@ -63,6 +68,7 @@ def build_job(
             message=message,
             created_at=now,
             expires_at=now + timedelta(seconds=expires_in),
+            traceparent=traceparent or current_traceparent(),
         )
     except ValidationError as exc:
         problems = "; ".join(

@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from producers import tracing
 from producers.channel import absorb, parse_entries, queued_event, reply_entries
 from producers.client import _GRACE, ENQUEUE_TIMEOUT, MAX_BLOCK, RECONNECT_PAUSE, delivery_target
 from producers.contract import CallContext, Event, Job, VariableValue, events_key
@@ -83,6 +84,7 @@ class SyncSmsClient:
         if self._owns_redis:
             close_sync(self._redis)
 
+    @tracing.traced_send
     def send(
         self,
         *,

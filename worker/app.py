@@ -36,7 +36,7 @@ import structlog
 from celery import Celery, signals
 
 from producers.contract import QUEUE
-from worker import health, logs, redis_client, runtime, tasks
+from worker import health, logs, redis_client, runtime, tasks, tracing
 from worker.settings import Settings
 
 
@@ -87,6 +87,7 @@ def _on_worker_init(instance: Any = None, **_: Any) -> None:
     # Before Celery's first start-up warning, so that it is a log line too.
     settings: Settings = instance.app.midcall_settings
     logs.configure_logging(settings, capture_warnings=True)
+    tracing.configure(settings)
     if logs.renders_json(settings, sys.stderr):
         instance.quiet = True  # the multi-line banner is not JSON: `worker.started` says it instead
 
@@ -111,6 +112,7 @@ def _after_fork(**_: Any) -> None:
 
 def _at_shutdown(**_: Any) -> None:
     runtime.reset()
+    tracing.shutdown()
 
 
 signals.setup_logging.connect(_setup_logging, weak=False)

@@ -57,7 +57,7 @@ from producers.contract import (
     parked_key,
     receipts_log_key,
 )
-from worker import events, metrics
+from worker import events, metrics, tracing
 
 DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "undelivered", "unconfirmed"]
 ApplyResult = Literal["published", "duplicate", "stale", "parked"]
@@ -221,6 +221,20 @@ def apply_receipt(
         if _text(park(keys=keys, args=[stored, PARKED_TTL_SECONDS])) == "parked":
             return "parked"
         mapping = read_mapping(client, update.provider, update.message_id)
+    with tracing.receipt_span(mapping.get("traceparent"), update.provider, update.status) as span:
+        applied = _apply_mapped(update, mapping, stored, rank, log_ttl, was_parked)
+        tracing.annotate(span, result=applied)
+    return applied
+
+
+def _apply_mapped(
+    update: ReceiptUpdate,
+    mapping: dict[str, str],
+    stored: str,
+    rank: Any,
+    log_ttl: int,
+    was_parked: bool,
+) -> ApplyResult:
     status = Status(update.status) if update.status in _PUBLISHING else None
     event_json = ""
     if status is not None:

@@ -35,7 +35,7 @@ from producers.contract import (
     tool_message,
     utcnow,
 )
-from worker import events, metrics, optout, polling, receipts
+from worker import events, metrics, optout, polling, receipts, tracing
 from worker.config.source import ConfigSource
 from worker.errors import SendError
 from worker.hashing import hash_key, hash_number
@@ -82,6 +82,8 @@ class Delivery:
     on_fallback: bool = False
     #: what the claim checked (opt-out, recipient cap, sender rate); released when nothing is sent
     policies: Policies = NO_POLICIES
+    #: the outcome of this delivery, for its trace span
+    outcome: Event | None = None
 
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
@@ -135,6 +137,19 @@ class SmsService:
             self._reject_malformed(raw_job, exc)
             return None
         delivery = Delivery(job=job, attempt=attempt, owner=owner, started=started)
+        with tracing.deliver_span(job, attempt) as span:
+            try:
+                return self._handle(delivery)
+            finally:
+                if delivery.outcome is not None:
+                    outcome = delivery.outcome
+                    error = outcome.error.code.value if outcome.error else None
+                    tracing.annotate(
+                        span, outcome=outcome.status.value, provider=outcome.provider, error_code=error
+                    )
+
+    def _handle(self, delivery: Delivery) -> float | None:
+        job = delivery.job
         try:
             return self._process(delivery)
         except redis.RedisError:
@@ -310,7 +325,13 @@ class SmsService:
         )
         sent_at = time.monotonic()
         try:
-            receipt = provider.send(sms)
+            with tracing.provider_span(plan.connection.provider, plan.connection.connection_id) as span:
+                try:
+                    receipt = provider.send(sms)
+                except SendError as err:
+                    tracing.annotate(span, outcome="error", error_code=err.code.value)
+                    raise
+                tracing.annotate(span, outcome="accepted")
         except SendError as err:
             delivery.provider_ms = (time.monotonic() - sent_at) * 1000
             metrics.observe_provider_call(plan.connection.provider, delivery.provider_ms)
@@ -474,6 +495,8 @@ class SmsService:
                 "attempt": event.attempt,
                 "segments": event.segments or 0,
                 "accepted_at": event.at.isoformat(),
+                # the delivery's span: a receipt's span continues its trace (worker/tracing.py)
+                "traceparent": tracing.current_traceparent() or "",
                 "expires_at": delivery.job.expires_at.isoformat(),
                 "status": Status.ACCEPTED.value,
                 "rank": 0,
@@ -556,6 +579,7 @@ class SmsService:
     def _log(self, delivery: Delivery, event: Event, **extra: Any) -> None:
         """The canonical line: one per outcome of one delivery, with no number and no body."""
         job, plan = delivery.job, delivery.plan
+        delivery.outcome = event
         fields: dict[str, Any] = {
             "job_id": job.job_id,
             "call_id": job.call.call_id,

@@ -10,7 +10,7 @@ import itertools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     #: seconds after acceptance at which a message with no final receipt yet is looked up at its
     #: provider (comma-separated, e.g. "5,15,45"); empty: no status polling
     receipt_poll_schedule: str = "5,15,45"
+    #: OpenTelemetry's own variables (worker/tracing.py), read here so that only this module reads
+    #: the environment: traces are on when an exporter or an OTLP endpoint is named
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+    otel_traces_exporter: str | None = Field(default=None, validation_alias="OTEL_TRACES_EXPORTER")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
 
     @field_validator("receipt_poll_schedule")
     @classmethod
