@@ -4,7 +4,8 @@ Every container uses the host's network (everything listens on 127.0.0.1, on fre
 bridge network is needed. The host runs the fake Twilio and the producer; the containers run
 Redis, a worker, the HTTP service (when the image has `midcall-sms serve`) and Flower:
 
-1. one text from the host through the worker container to the fake provider, with the worker's
+1. one text from the host through the worker container to the fake provider, traced (the host's
+   `sms.send` span and the container's spans share one trace id), with the worker's
    `/healthz`, `/readyz` and `/metrics`, the service's `/healthz` and `/readyz`, Flower's
    `/healthcheck` and `/api/workers`;
 2. a stream of texts during which the worker container is stopped with `docker stop` (SIGTERM):
@@ -35,6 +36,10 @@ from typing import Any, TypeVar
 
 import redis
 import yaml
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from producers import CallContext, SendResult, SmsClient
 from producers.contract import QUEUE, Event
@@ -203,14 +208,14 @@ class Stack:
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         }
 
-    def start_worker(self, name: str, *, concurrency: int = 4) -> str:
+    def start_worker(self, name: str, *, concurrency: int = 4, env: dict[str, str] | None = None) -> str:
         """A worker container with the image's own command; returns its metrics base URL."""
         port = free_port()
         self.docker(
             "run", "-d", f"--name={PREFIX}-{name}", "--network=host",
             "--mount", f"type=bind,source={self.config},target=/etc/midcall-sms/config.yaml,readonly",
             "--stop-timeout", "60",
-            *[f"-e{k}={v}" for k, v in self.worker_env(port, concurrency).items()],
+            *[f"-e{k}={v}" for k, v in (self.worker_env(port, concurrency) | (env or {})).items()],
             self.args.worker_image,
         )  # fmt: skip
         self.docker.started.append(f"{PREFIX}-{name}")
@@ -265,10 +270,25 @@ def metric_names(text: str) -> set[str]:
 
 
 async def one_text(stack: Stack, twilio: FakeTwilio, worker_url: str) -> float:
+    """One text, traced: the host's `send()` span (an in-memory exporter here) and the worker
+    container's spans (OTEL_TRACES_EXPORTER=console, in its output) share the trace id."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
     started = time.monotonic()
     async with SmsClient.from_url(stack.redis_url) as sms:
         result = await sms.send(agent_id="agent_abc123", call=call("CA-image-1"), message="hello", timeout=30)
     elapsed = time.monotonic() - started
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "sms.send"]
+    trace_id = f"0x{span.context.trace_id:032x}"
+
+    def traced_in_container() -> bool:
+        output = stack.docker.logs("worker1", tail=400)
+        return trace_id in output and '"sms.provider_request"' in output
+
+    eventually("the worker container to print spans of the send's trace", traced_in_container, 15)
+    print(f"  trace {trace_id}: sms.send on the host, sms.deliver + sms.provider_request in the container")
     if result.status != "accepted":
         raise Failed(f"the first text was not accepted: {result}")
     if [m.text for m in twilio.accepted] != ["hello"]:
@@ -516,7 +536,7 @@ async def run(args: argparse.Namespace) -> int:
             with timer("start redis container"):
                 stack.start_redis()
             with timer("start worker container until /readyz 200"):
-                worker_url = stack.start_worker("worker1")
+                worker_url = stack.start_worker("worker1", env={"OTEL_TRACES_EXPORTER": "console"})
             service_url = None
             if stack.has_serve():
                 with timer("start serve container until /readyz 200"):
