@@ -398,7 +398,7 @@ def check_probes(worker_url: str, service_url: str | None, flower_url: str) -> N
     print(f"  GET {flower_url}/api/workers → {workers}", flush=True)
 
 
-def compose_copy(stack: Stack, path: Path) -> tuple[Path, int, int]:
+def compose_copy(stack: Stack, path: Path) -> tuple[Path, dict[str, int]]:
     """deploy/compose.yaml as Debian's docker-compose 1.29 can run it on the host network.
 
     Kept as shipped: the services, images' commands, `depends_on` on Redis's healthcheck, Redis's
@@ -407,52 +407,53 @@ def compose_copy(stack: Stack, path: Path) -> tuple[Path, int, int]:
     `configs` becomes a read-only bind mount (1.29 ignores `configs` outside a swarm); no `build`
     (the images are built already, and 1.29 builds without BuildKit, so without
     Dockerfile.dockerignore); `network_mode: host` instead of published ports, with Redis, the
-    worker's metrics and Flower on free 127.0.0.1 ports; the local Redis image; the fake
-    provider's config and token. Returns (path, metrics port, Flower port).
+    worker's metrics, the HTTP service and Flower on free 127.0.0.1 ports; the local Redis image;
+    the fake provider's config and token. Returns the path and the ports (`metrics`, `flower`,
+    `http` when the file has the service).
     """
     data = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
     data.pop("name", None)
     data.pop("configs", None)
-    metrics_port, flower_port = free_port(), free_port()
-    images = {
-        "redis": stack.args.redis_image,
-        "worker": stack.args.worker_image,
-        "flower": stack.args.flower_image,
-    }
+    ports = {"metrics": free_port(), "flower": free_port()}
+    images = {"worker": stack.args.worker_image, "flower": stack.args.flower_image}
     for name, service in data["services"].items():
+        target = (service.pop("build", None) or {}).get("target")
         service.pop("ports", None)
-        service.pop("build", None)
         service.pop("expose", None)
         service["network_mode"] = "host"
-        service["image"] = images[name]
-        if name != "redis":
-            service["environment"]["SMS_REDIS_URL"] = stack.redis_url
-    redis_service = data["services"]["redis"]
-    redis_service["command"] += ["--port", str(stack.redis_port), "--bind", "127.0.0.1", "--dir", "/data"]
-    redis_service["healthcheck"]["test"] = ["CMD", "redis-cli", "-p", str(stack.redis_port), "ping"]
-    worker_service = data["services"]["worker"]
-    worker_service.pop("configs")
-    worker_service["volumes"] = [f"{stack.config}:/etc/midcall-sms/config.yaml:ro"]
-    worker_service["environment"].update(
-        {k: v for k, v in stack.worker_env(metrics_port, 4).items() if k != "SMS_CONFIG_FILE"}
-    )
-    flower_service = data["services"]["flower"]
-    flower_service["command"] = [
-        "celery",
-        "-A",
-        "worker",
-        "flower",
-        "--address=127.0.0.1",
-        f"--port={flower_port}",
-    ]
-    flower_service["environment"]["FLOWER_UNAUTHENTICATED_API"] = "true"
+        if name == "redis":
+            service["image"] = stack.args.redis_image
+            service["command"] += ["--port", str(stack.redis_port), "--bind", "127.0.0.1", "--dir", "/data"]
+            service["healthcheck"]["test"] = ["CMD", "redis-cli", "-p", str(stack.redis_port), "ping"]
+            continue
+        service["image"] = images[str(target or "worker")]
+        environment = service["environment"]
+        environment["SMS_REDIS_URL"] = stack.redis_url
+        if service.pop("configs", None):
+            service["volumes"] = [f"{stack.config}:/etc/midcall-sms/config.yaml:ro"]
+            environment.update(
+                {k: v for k, v in stack.worker_env(ports["metrics"], 4).items() if k != "SMS_CONFIG_FILE"}
+            )
+        if target == "flower":
+            port = ports["flower"]
+            service["command"] = ["celery", "-A", "worker", "flower", "--address=127.0.0.1", f"--port={port}"]
+            environment["FLOWER_UNAUTHENTICATED_API"] = "true"
+        elif "serve" in (service.get("command") or []):
+            ports["http"] = port = free_port()
+            environment.update(
+                {"SMS_HTTP_HOST": "127.0.0.1", "SMS_HTTP_PORT": str(port), "SMS_METRICS_PORT": "0"}
+            )
+            if "healthcheck" in service:
+                service["healthcheck"]["test"] = [
+                    part.replace(":8080/", f":{port}/") for part in service["healthcheck"]["test"]
+                ]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path, metrics_port, flower_port
+    return path, ports
 
 
 async def compose_run(stack: Stack, twilio: FakeTwilio, compose: str, workdir: Path) -> dict[str, Any]:
     """`docker-compose up`, a text, the probes, `docker-compose stop worker` mid-stream, `start`."""
-    file, metrics_port, flower_port = compose_copy(stack, workdir / "compose.yaml")
+    file, ports = compose_copy(stack, workdir / "compose.yaml")
     project = f"{PREFIX}-compose"
 
     def dc(*args: str, timeout: float = 180) -> str:
@@ -467,10 +468,13 @@ async def compose_run(stack: Stack, twilio: FakeTwilio, compose: str, workdir: P
     networks_before = set(stack.docker("network", "ls", "-q").split())
     try:
         dc("up", "-d")
-        worker_url, flower_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{flower_port}"
+        worker_url, flower_url = f"http://127.0.0.1:{ports['metrics']}", f"http://127.0.0.1:{ports['flower']}"
+        service_url = f"http://127.0.0.1:{ports['http']}" if "http" in ports else None
         eventually("the compose worker's /readyz", lambda: get(f"{worker_url}/readyz")[0] == 200, timeout=90)
         eventually("the compose Flower's /healthcheck", lambda: get(f"{flower_url}/healthcheck")[0] == 200)
-        check_probes(worker_url, None, flower_url)
+        if service_url:
+            eventually("the compose service's /readyz", lambda: get(f"{service_url}/readyz")[0] == 200)
+        check_probes(worker_url, service_url, flower_url)
         new_networks = set(stack.docker("network", "ls", "-q").split()) - networks_before
         twilio.reset()
         twilio.latency = 0.5
