@@ -31,12 +31,9 @@ RULES = ROOT / "deploy" / "prometheus" / "rules.yaml"
 
 #: Made by Prometheus itself for every scrape target, not exported by a process.
 SYNTHETIC = {"up"}
-#: Named by the dashboard or the alerts, exported by parts of the project that are not on this
-#: branch yet: the HTTP service (webhooks) and the dead-letter list (recovery).
+#: Named by the dashboard or the alerts, exported by a part of the project not on this branch
+#: yet: the dead-letter list (recovery).
 NOT_YET_EXPORTED = {
-    "midcall_sms_webhooks_total": "the HTTP service (worker/http)",
-    "midcall_sms_webhooks_refused_total": "the HTTP service (worker/http)",
-    "midcall_sms_webhook_seconds_bucket": "the HTTP service (worker/http)",
     "midcall_sms_dead_letters_total": "the dead-letter list (sms:dead)",
     "midcall_sms_dead_letter_depth": "the dead-letter list (sms:dead)",
 }

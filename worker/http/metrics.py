@@ -10,6 +10,8 @@
 - `midcall_sms_webhook_seconds{provider, kind}` (histogram): from the request to the answer,
   refusals included.
 - `midcall_sms_api_requests_total{route, status}`: audit API requests by answer.
+- `midcall_sms_receipts_total`, `midcall_sms_delivery_seconds`: the receipts this process applied
+  (defined in worker/metrics.py, also served here).
 
 `provider` is one of the providers with callbacks, or `other` for any other path segment, so a
 scan of made-up URLs cannot create unbounded label values.
@@ -26,6 +28,8 @@ from prometheus_client import (
     Histogram,
 )
 
+from worker import metrics as worker_metrics
+
 
 class ServiceMetrics:
     """The service's metrics, in a registry of their own (one per app, so tests start from zero)."""
@@ -35,6 +39,9 @@ class ServiceMetrics:
         if process:
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 self.registry.register(collector)
+            # Receipts applied by this process (worker.receipts counts them in worker.metrics).
+            self.registry.register(worker_metrics.RECEIPTS)
+            self.registry.register(worker_metrics.DELIVERY_SECONDS)
         self.handled = Counter(
             "midcall_sms_webhooks",
             "Provider callbacks handled (answered 2xx), by what became of them.",
