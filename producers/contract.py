@@ -99,6 +99,29 @@ PARKED_TTL_SECONDS = 600
 #: The Redis Stream the sandbox provider records accepted messages into.
 SANDBOX_OUTBOX_KEY = "sms:sandbox:outbox"
 
+#: Raw queue entries no worker can run (not JSON, an undecodable body, an unknown task, …), kept
+#: for `midcall-sms dead` (a capped list with a TTL; newest first).
+DEAD_LETTER_KEY = "sms:dead"
+#: Retries waiting for their time: a sorted set of task messages scored by when they are due (ms
+#: since the epoch); workers move due ones onto the queue.
+DELAYED_KEY = "sms:delayed"
+#: The set of worker instances that reserve messages (for the sweep that restores dead ones' work).
+WORKERS_KEY = "sms:workers"
+
+
+def worker_alive_key(worker_id: str) -> str:
+    """A worker instance's heartbeat (a short TTL, refreshed while the process lives)."""
+    return f"sms:worker:{worker_id}:alive"
+
+
+def worker_reserved_key(worker_id: str) -> str:
+    """The delivery tags a worker instance has reserved and not yet acknowledged."""
+    return f"sms:worker:{worker_id}:reserved"
+
+
+#: delivery tag -> the worker instance that reserved it (beside kombu's `unacked` hash).
+RESERVED_BY_KEY = "sms:reserved_by"
+
 #: What ids (job, call, agent, idempotency key) may contain.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:@/+=\-]{1,200}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]

@@ -6,9 +6,15 @@ Settings that decide loss and duplication (see shared/reference/celery-redis.md)
   delivery send nothing (or flag `possible_duplicate` in the one unavoidable window).
 - `worker_prefetch_multiplier=1`: with late acks a worker reserves only as many messages as it
   has threads, so no SMS waits behind a busy thread while another worker is idle.
-- `visibility_timeout` (300 s) is longer than any retry countdown (bounded by
-  `SMS_RETRY_MAX_DELAY` and the job's deadline), so a retry waiting for its ETA is never handed
-  to a second worker. Restores of dead workers' messages are swept every `SMS_RESTORE_INTERVAL` s.
+- crash recovery in seconds (README, "Delivery guarantee"): `broker_transport` is this project's
+  hardened Redis transport (`worker.transport`): every worker keeps a heartbeat in Redis
+  (`worker.liveness`), the transport records which worker reserved each message, and a sweep every
+  `SMS_RESTORE_INTERVAL` s hands a dead worker's messages back at once. Retries wait in a Redis
+  sorted set (`worker.delayed`), not in a worker, so the `visibility_timeout` (300 s) is only a
+  backstop for messages whose worker is unknown, and it never takes work from a live worker.
+- poison entries on the queue (not JSON, undecodable bodies, unknown tasks, …) go to the
+  dead-letter list `sms:dead` (`worker.deadletter`): screened by the transport, and by the
+  consumer's hooks (`worker_consumer` = `worker.consumer:Consumer`) for what only Celery can tell.
 - the `threads` pool: a send waits on the network, so threads give high concurrency in one
   process and small memory; HTTP connection pools are shared by the threads (keep-alive).
 - task events are on (`SMS_TASK_EVENTS`), so `celery -A worker flower` shows every send; each
@@ -36,7 +42,7 @@ import structlog
 from celery import Celery, signals
 
 from producers.contract import QUEUE
-from worker import health, logs, redis_client, runtime, tasks, tracing
+from worker import health, liveness, logs, redis_client, runtime, tasks, tracing, transport
 from worker.settings import Settings
 
 
@@ -44,7 +50,11 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
     broker_url, broker_options = redis_client.broker(settings)
     app = Celery("midcall_sms", broker=broker_url, set_as_current=False)
+    hardened = transport.transport_for(broker_url)
+    if hardened is not None:
+        app.conf.broker_transport = hardened
     app.conf.update(
+        worker_consumer="worker.consumer:Consumer",
         task_default_queue=QUEUE,
         task_serializer="json",
         accept_content=["json"],
@@ -63,6 +73,11 @@ def create_app(settings: Settings | None = None) -> Celery:
             "visibility_timeout": settings.visibility_timeout,
             "unacked_restore_interval": settings.restore_interval,
             "unacked_restore_throttle": 1,
+            # A sweeper SIGKILLed inside its sweep must not block the others' for long.
+            "unacked_mutex_expire": 5,
+            "sms_heartbeat_ttl": settings.heartbeat_ttl,
+            "sms_dead_letter_max": settings.dead_letter_max,
+            "sms_dead_letter_ttl": settings.dead_letter_ttl,
             "socket_keepalive": True,
             "socket_connect_timeout": 2,
             "health_check_interval": 10,
@@ -72,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     )
     app.midcall_settings = settings
     app.steps["worker"].add(health.WorkerMonitor)
+    app.steps["worker"].add(liveness.LivenessStep)
     app.steps["consumer"].add(health.ConsumerHeartbeat)
     tasks.register(app, settings)
     return app

@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 from pydantic import ValidationError
 
-from worker import logs
+from worker import dead_cli, logs
 from worker.bench import options as bench_options  # argparse and dataclasses only
 from worker.config import commands
 from worker.config.crypto import Crypto
@@ -124,6 +124,7 @@ def parser() -> argparse.ArgumentParser:
     encrypt.set_defaults(run=_encrypt)
     commands.register(config)
     register_optout(commands_)
+    dead_cli.register(commands_)
     return root
 
 

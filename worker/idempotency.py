@@ -12,8 +12,11 @@ One Redis hash per key (`sms:idem:<key>`) walks through these states:
 ```
 - `done`: every later job with the key gets the stored outcome; nothing is sent again.
 - `calling`/`claimed`/`waiting` with a live lease: another worker is on it; wait for its outcome.
-- a lease that ran out means its worker died. Taking over from `calling` is the one window where
-  the provider may have accepted already, so that send is flagged `possible_duplicate`.
+- a lease that ran out means its worker died; so does a `calling`/`claimed` claim whose owner's
+  heartbeat (`worker/liveness.py`) is gone, which is taken over at once instead of after the
+  lease (not within `SMS_HEARTBEAT_TTL` s of a Redis restart, which loses heartbeats; not for
+  `waiting`, whose lease is the retry's own wait). Taking over from `calling` is the one window
+  where the provider may have accepted already, so that send is flagged `possible_duplicate`.
 
 The claim also applies the send policies, in the same script: the opt-out list
 (`worker/optout.py`), the per-call cap, the per-recipient cap (a sorted set per agent and
@@ -42,13 +45,16 @@ from producers.contract import (
     events_key,
     idempotency_key,
 )
+from worker.liveness import alive_key_of_owner
 
-# KEYS: idem hash, per-call counter, call's event stream, then (always the last three) the policy
-#       keys: the connection's opt-out hash, the recipient's cap (sorted set), the sender's GCRA state.
+# KEYS: idem hash, per-call counter, call's event stream, the claiming owner's heartbeat key, then
+#       (always the last three) the policy keys: the connection's opt-out hash, the recipient's cap
+#       (sorted set), the sender's GCRA state.
 # ARGV: job id, owner, lease ms, ttl s, cap (-1: none), `sending` event JSON ('' when the plan failed),
-#       then (always the last nine, see `Policies`) opt-out field for the sending number, opt-out field
-#       for the whole connection, recipient cap member, cap count (-1: none), cap window ms, GCRA
-#       interval ms per unit (0: no limit), GCRA tolerance ms, units, ms left before the deadline.
+#       heartbeat TTL s, then (always the last nine, see `Policies`) opt-out field for the sending
+#       number, opt-out field for the whole connection, recipient cap member, cap count (-1: none), cap
+#       window ms, GCRA interval ms per unit (0: no limit), GCRA tolerance ms, units, ms left before the
+#       deadline.
 _CLAIM = f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -57,8 +63,10 @@ local sending = ARGV[6]
 local NK, NA = #KEYS, #ARGV
 local K_OPTOUT, K_RCPT, K_RATE = KEYS[NK - 2], KEYS[NK - 1], KEYS[NK]
 local function enter(state, until_ms)
+  -- The owner's heartbeat key, when it has one: a claim whose heartbeat goes can be taken over.
+  local alive = redis.call('EXISTS', KEYS[4]) == 1 and KEYS[4] or ''
   redis.call('HSET', KEYS[1], 'state', state, 'job_id', ARGV[1], 'owner', ARGV[2],
-    'lease_until', until_ms or lease_until)
+    'lease_until', until_ms or lease_until, 'alive', alive)
   if state == 'calling' then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', sending)
     redis.call('EXPIRE', KEYS[3], {EVENTS_TTL_SECONDS})
@@ -120,7 +128,14 @@ local function go(kind, a, ambiguous)
   enter(sending ~= '' and 'calling' or 'claimed')
   return {{kind, a, ambiguous, ''}}
 end
-local rec = redis.call('HMGET', KEYS[1], 'state', 'job_id', 'lease_until', 'outcome', 'ambiguous')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'job_id', 'lease_until', 'outcome', 'ambiguous', 'alive')
+local function owner_dead()
+  if (rec[1] ~= 'calling' and rec[1] ~= 'claimed') or not rec[6] or rec[6] == '' then return false end
+  if redis.call('EXISTS', rec[6]) == 1 then return false end
+  -- After a Redis restart every heartbeat is gone for a moment: no one is dead before they could beat.
+  local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)') or '0')
+  return up >= tonumber(ARGV[7])
+end
 local state = rec[1]
 if not state then
   local n = redis.call('INCR', KEYS[2])
@@ -145,7 +160,7 @@ end
 if state == 'done' then
   return {{'done', rec[2], rec[5] or '0', rec[4] or ''}}
 end
-if (state == 'waiting' and rec[2] == ARGV[1]) or tonumber(rec[3] or '0') < now then
+if (state == 'waiting' and rec[2] == ARGV[1]) or tonumber(rec[3] or '0') < now or owner_dead() then
   if state == 'calling' then redis.call('HSET', KEYS[1], 'ambiguous', '1') end
   local ambiguous = redis.call('HGET', KEYS[1], 'ambiguous') or '0'
   if opted_out() then
@@ -234,10 +249,13 @@ class Claim:
 
 
 class IdempotencyStore:
-    def __init__(self, client: redis.Redis, *, ttl: int, lease_seconds: float) -> None:
+    def __init__(
+        self, client: redis.Redis, *, ttl: int, lease_seconds: float, heartbeat_ttl: float = 5.0
+    ) -> None:
         self._redis = client
         self._ttl = ttl
         self._lease_ms = int(lease_seconds * 1000)
+        self._heartbeat_ttl = max(1, int(heartbeat_ttl + 0.999))
         self._claim = client.register_script(_CLAIM)
         self._transition = client.register_script(_TRANSITION)
 
@@ -259,10 +277,10 @@ class IdempotencyStore:
         kind, a, ambiguous, outcome = (
             _text(v)
             for v in self._claim(
-                keys=[name, call_counter_key(call_id), events_key(call_id), *policies.keys(name)],
+                keys=[name, call_counter_key(call_id), events_key(call_id), alive_key_of_owner(owner), *policies.keys(name)],
                 args=[
                     job_id, owner, self._lease_ms, self._ttl, -1 if cap is None else cap, sending or "",
-                    *policies.args(),
+                    self._heartbeat_ttl, *policies.args(),
                 ],
             )
         )  # fmt: skip

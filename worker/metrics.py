@@ -17,6 +17,8 @@
 - `midcall_sms_delivery_seconds{provider, status}` (histogram): from the provider accepting a
   text to its final receipt (`delivered` or `undelivered`).
 - `midcall_sms_in_flight`: deliveries executing in this process now.
+- `midcall_sms_dead_letters_total{reason}`: queue entries no worker can run, moved to `sms:dead`.
+- `midcall_sms_recovered_total`: messages of dead workers this worker's sweep handed back.
 - `midcall_sms_queue_depth`: messages waiting in the `sms` list (LLEN), and
   `midcall_sms_queue_unacked`: messages reserved by all workers and not yet acknowledged; both
   read on a scrape, at most once every `SMS_QUEUE_DEPTH_INTERVAL` seconds.
@@ -92,6 +94,17 @@ END_TO_END_SECONDS = Histogram(
     registry=REGISTRY,
 )
 IN_FLIGHT = Gauge("midcall_sms_in_flight", "Deliveries executing in this process now.", registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "midcall_sms_dead_letters",
+    "Queue entries no worker can run, moved to the dead-letter list sms:dead, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+RECOVERED = Counter(
+    "midcall_sms_recovered",
+    "Messages of dead workers (heartbeat gone) handed back to the queue by this worker's sweep.",
+    registry=REGISTRY,
+)
 FALLBACKS = Counter(
     "midcall_sms_fallbacks",
     "Deliveries handed to the fallback connection after the primary failed for good.",

@@ -117,7 +117,10 @@ class SmsService:
         self._config = config
         self._providers = providers
         self._idem = IdempotencyStore(
-            client, ttl=settings.idempotency_ttl, lease_seconds=settings.claim_lease
+            client,
+            ttl=settings.idempotency_ttl,
+            lease_seconds=settings.claim_lease,
+            heartbeat_ttl=settings.heartbeat_ttl,
         )
         self._rng = rng or random.Random()
         self._number_key: bytes | None = None

@@ -10,7 +10,7 @@ import itertools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,8 +42,16 @@ class Settings(BaseSettings):
     retry_max_delay: float = Field(default=20.0, ge=0.1, le=120)
     #: seconds an unacknowledged message waits before Redis hands it to another worker
     visibility_timeout: int = Field(default=300, ge=10)
-    #: seconds kombu waits between sweeps that restore messages of dead workers
-    restore_interval: int = Field(default=10, ge=1)
+    #: seconds between sweeps that hand dead workers' messages back (worker/transport.py)
+    restore_interval: int = Field(default=1, ge=1)
+    #: seconds a worker's heartbeat lives in Redis; a worker silent for this long counts as dead
+    heartbeat_ttl: float = Field(default=5.0, ge=1, le=300)
+    #: seconds between heartbeats (a thread of its own, independent of busy task threads)
+    heartbeat_interval: float = Field(default=1.0, gt=0, le=60)
+    #: entries kept in the dead-letter list `sms:dead` (newest first)
+    dead_letter_max: int = Field(default=10_000, ge=1)
+    #: seconds the dead-letter list lives after its last entry
+    dead_letter_ttl: int = Field(default=7 * 24 * 3600, ge=60)
     #: seconds an idempotency record (and so the first outcome) is kept
     idempotency_ttl: int = Field(default=24 * 3600, ge=60)
     #: seconds a sender holds its claim while calling the provider before another worker may take over
@@ -110,6 +118,12 @@ class Settings(BaseSettings):
     def poll_schedule(self) -> list[float]:
         """`SMS_RECEIPT_POLL_SCHEDULE` as seconds after acceptance (empty: polling is off)."""
         return [float(part) for part in self.receipt_poll_schedule.split(",") if part.strip()]
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_its_ttl(self) -> Settings:
+        if self.heartbeat_interval * 2 > self.heartbeat_ttl:
+            raise ValueError("SMS_HEARTBEAT_INTERVAL must be at most half of SMS_HEARTBEAT_TTL")
+        return self
 
     # -- policies: opt-outs, caps (worker/hashing.py) ----------------------------------------------
     #: the key phone numbers are hashed with (HMAC-SHA256) in the opt-out list and the

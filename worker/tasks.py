@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from typing import Any
 
 from celery import Celery, Task
@@ -12,11 +9,9 @@ from celery.exceptions import Reject
 from redis.exceptions import RedisError
 
 from producers.contract import TASK_NAME
-from worker import logs, metrics, runtime
+from worker import liveness, logs, metrics, runtime
 from worker.polling import POLL_TASK
 from worker.settings import Settings
-
-_HOST = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _summary(job: Any) -> str:
@@ -32,7 +27,7 @@ def send(self: Task, job: Any = None, **unexpected: Any) -> None:
     if unexpected:
         job = {"__unexpected_arguments__": sorted(unexpected), **(job if isinstance(job, dict) else {})}
     attempt = int(self.request.retries or 0) + 1
-    owner = f"{_HOST}:{uuid.uuid4().hex[:12]}"
+    owner = liveness.new_owner()  # `<instance>:<random>`: its heartbeat key is derivable
     logs.bind(job_id=self.request.id, attempt=attempt)
     try:
         with metrics.IN_FLIGHT.track_inprogress():
