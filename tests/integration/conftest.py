@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -67,6 +68,13 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def instance(self) -> str:
+        """The worker instance id its heartbeat uses (from its `worker.heartbeat_started` line)."""
+        for line in self.output().splitlines():
+            if '"worker.heartbeat_started"' in line:
+                return str(json.loads(line)["instance"])
+        raise LookupError("no heartbeat line yet")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         if self.process.poll() is None:

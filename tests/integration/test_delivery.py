@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from producers import CallContext, SmsClient, Status
-from producers.contract import Event
+from producers.contract import Event, worker_reserved_key
 from tests.integration.conftest import AGENT_NUMBER, CALLER, VARIABLES, WorkerFactory
+from worker.metrics import UNACKED_KEY
 from worker.testing.actions import Error, Hang
 from worker.testing.twilio import FakeTwilio
 
@@ -143,20 +146,20 @@ async def test_one_idempotency_key_sent_20_times_at_once_makes_one_request(
 
 
 async def test_a_worker_killed_while_the_provider_holds_its_requests_loses_nothing(
-    start_worker: WorkerFactory, config: Path, worker_env: dict[str, str], redis_url: str, twilio: FakeTwilio
+    start_worker: WorkerFactory,
+    config: Path,
+    worker_env: dict[str, str],
+    redis_url: str,
+    redis_client: redis.Redis,
+    twilio: FakeTwilio,
 ) -> None:
-    """SIGKILL a worker while the provider holds its requests: after another worker takes over,
-    every job ends in exactly one terminal event, and the only extra provider requests are the
+    """With no `SMS_*` recovery setting changed, SIGKILL a worker while the provider holds its
+    requests and a second worker runs: every text the dead worker held is taken over and ends in
+    exactly one terminal event within 10 s of the kill; the only extra provider requests are the
     ones in flight at the kill, each flagged `possible_duplicate`."""
-    env = {
-        **worker_env,
-        "SMS_VISIBILITY_TIMEOUT": "10",
-        "SMS_RESTORE_INTERVAL": "1",
-        "SMS_CLAIM_LEASE": "2",
-        "SMS_PROVIDER_TIMEOUT": "5",
-    }
     twilio.latency = 1.5
-    first = start_worker(config, env=env, concurrency=8)
+    first = start_worker(config, env=worker_env, concurrency=8)
+    second = start_worker(config, env=worker_env, concurrency=8)
     total = 24
     async with SmsClient.from_url(redis_url) as sms:
         jobs = [
@@ -165,26 +168,39 @@ async def test_a_worker_killed_while_the_provider_holds_its_requests_loses_nothi
             )
             for i in range(total)
         ]
-        await asyncio.to_thread(twilio.wait_for_requests, 8, 10.0)
+        await asyncio.to_thread(twilio.wait_for_requests, 12, 10.0)
+        held = held_jobs(redis_client, first.instance())
         first.stop(signal.SIGKILL)
+        killed_at = time.time()
         in_flight = len(twilio.requests)
-        started = time.monotonic()
-        start_worker(config, env=env, concurrency=8)
         results = await asyncio.gather(*jobs)
         terminal: dict[str, list[Event]] = {}
         for i in range(total):
             for e in await job_events(sms, f"CA-kill-{i}", results[i].job_id):
                 if e.terminal:
                     terminal.setdefault(e.job_id, []).append(e)
+    second_alive = second.process.poll() is None
     requests = len(twilio.requests)
     flagged = sum(r.possible_duplicate for r in results)
     bodies = [r.form()["Body"] for r in twilio.requests]
     duplicated = {b for b in bodies if bodies.count(b) > 1}
-    print(
-        f"\nSIGKILL: sent={total} accepted={sum(r.status == 'accepted' for r in results)} "
-        f"provider_requests={requests} in_flight_at_kill={in_flight} duplicates_flagged={flagged} "
-        f"recovered_in={time.monotonic() - started:.1f}s"
+    recovered = [terminal[j][0] for j in held if j in terminal]
+    last = max((e.at.timestamp() for e in recovered), default=killed_at) - killed_at
+    unflagged = sum(
+        1
+        for r, i in zip(results, range(total), strict=True)
+        if f"hello {i}" in duplicated and not r.possible_duplicate
     )
+    print(
+        f"\nSIGKILL (defaults): sent={total} accepted={sum(r.status == 'accepted' for r in results)} "
+        f"held_by_killed={len(held)} recovered={len(recovered)} last_terminal_after_kill={last:.1f}s "
+        f"provider_requests={requests} in_flight_at_kill={in_flight} duplicates_flagged={flagged} "
+        f"unflagged_duplicates={unflagged}"
+    )
+    assert second_alive
+    assert len(held) >= 1
+    assert len(recovered) == len(held), "every text the dead worker held reached a terminal event"
+    assert last <= 10.0, f"the last held text ended {last:.1f} s after the kill"
     assert [r.status for r in results].count("accepted") == total
     assert all(len(terminal.get(r.job_id, [])) == 1 for r in results), "every job ends in one terminal event"
     assert requests - total <= in_flight
@@ -192,3 +208,10 @@ async def test_a_worker_killed_while_the_provider_holds_its_requests_loses_nothi
     for result, i in zip(results, range(total), strict=True):
         if f"hello {i}" in duplicated:
             assert result.possible_duplicate, "a resend inside the window must be flagged"
+
+
+def held_jobs(client: redis.Redis, instance: str) -> set[str]:
+    """The job ids of the messages a worker instance has reserved (started or not)."""
+    tags = client.smembers(worker_reserved_key(instance))
+    records = [client.hget(UNACKED_KEY, tag) for tag in tags]
+    return {json.loads(r)[0]["headers"]["id"] for r in records if r}

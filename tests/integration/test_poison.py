@@ -164,7 +164,7 @@ async def test_thousands_of_poison_entries_never_stop_a_worker(
     )
     with capsys.disabled():
         print(
-            f"\npoison: pushed={pushed} ({len(kinds)} kinds x {per_kind}, {answered_expected} malformed jobs, "
+            f"\npoison: pushed={pushed} ({len(kinds)} kinds x {per_kind}, {answered_expected} bad jobs, "
             f"{from_unacked} in a dead worker's unacked) answered={answered} dead_lettered={dead_lettered} "
             f"counted={counted:.0f} left_in_queue={left} unacked={unacked} worker_alive={alive} "
             f"valid_sent_after={sent_after}/20"
