@@ -172,13 +172,15 @@ end
 return {{'busy', tostring(tonumber(rec[3]) - now), rec[5] or '0', ''}}
 """
 
-# KEYS: idem hash. ARGV: owner, new state, lease ms, ambiguous ('1' to set, '' to keep).
+# KEYS: idem hash. ARGV: owner, new state, lease ms, ambiguous ('1' to set, '' to keep),
+# fallback_from (the attempt the fallback connection took over at; '' to keep).
 _TRANSITION = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'lease_until', now + tonumber(ARGV[3]))
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'ambiguous', '1') end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'fallback_from', ARGV[5]) end
 return 1
 """
 
@@ -301,14 +303,32 @@ class IdempotencyStore:
 
     def mark_calling(self, key: str, *, owner: str) -> None:
         """Enter the window where the provider may accept (the fallback's send)."""
-        self._transition(keys=[idempotency_key(key)], args=[owner, "calling", self._lease_ms, ""])
+        self._transition(keys=[idempotency_key(key)], args=[owner, "calling", self._lease_ms, "", ""])
 
-    def mark_waiting(self, key: str, *, owner: str, ambiguous: bool, hold_seconds: float) -> None:
-        """A retryable error: hold the key for this job's next attempt (other jobs keep waiting)."""
+    def mark_waiting(
+        self,
+        key: str,
+        *,
+        owner: str,
+        ambiguous: bool,
+        hold_seconds: float,
+        fallback_from: int | None = None,
+    ) -> None:
+        """A retryable error: hold the key for this job's next attempt (other jobs keep waiting).
+        `fallback_from`: the send moved to the fallback connection at that attempt, and its next
+        attempt goes there too."""
         lease_ms = int(hold_seconds * 1000) + self._lease_ms
+        since = "" if fallback_from is None else str(fallback_from)
         self._transition(
-            keys=[idempotency_key(key)], args=[owner, "waiting", lease_ms, "1" if ambiguous else ""]
+            keys=[idempotency_key(key)], args=[owner, "waiting", lease_ms, "1" if ambiguous else "", since]
         )
+
+    def fallback_since(self, key: str, *, job_id: str) -> int | None:
+        """The attempt at which `job_id`'s send moved to its fallback connection, if it did."""
+        owner_job, since = self._redis.hmget(idempotency_key(key), ["job_id", "fallback_from"])
+        if owner_job is None or since is None or _text(owner_job) != job_id:
+            return None
+        return int(_text(since))
 
     def finish(self, pipe: Any, key: str, outcome: dict[str, Any]) -> None:
         """Store the outcome (queued on `pipe`, in the same transaction as the terminal event)."""

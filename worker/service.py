@@ -84,6 +84,8 @@ class Delivery:
     policies: Policies = NO_POLICIES
     #: the outcome of this delivery, for its trace span
     outcome: Event | None = None
+    #: the attempt at which the fallback connection took over (its own retries count from there)
+    fallback_from: int | None = None
 
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
@@ -176,6 +178,12 @@ class SmsService:
         if utcnow() >= job.expires_at:
             refusal = SendError(ErrorCode.EXPIRED, "the job expired before it could be sent")
         plan = delivery.plan if refusal is None else None
+        if plan is not None and plan.fallback is not None and delivery.attempt > 1:
+            # A retry of a send that had moved to the fallback connection stays there.
+            since = self._idem.fallback_since(job.idempotency_key, job_id=job.job_id)
+            if since is not None:
+                self._use_fallback(delivery, plan, since)
+                plan = delivery.plan
         claim = self._claim(delivery, plan)
         if claim.kind == "done":
             self._replay(delivery, claim)
@@ -357,12 +365,18 @@ class SmsService:
         job = delivery.job
         if err.code == ErrorCode.RECIPIENT_OPTED_OUT and delivery.plan is not None:
             self._record_opt_out(delivery.plan, err)
-        if err.retryable and not delivery.on_fallback and delivery.attempt < self._settings.max_attempts:
-            delay = self.backoff(delivery.attempt, err.retry_after)
+        # The primary connection and the fallback each get SMS_MAX_ATTEMPTS attempts, within the deadline.
+        tries = delivery.attempt - (delivery.fallback_from or 1) + 1
+        if err.retryable and tries < self._settings.max_attempts:
+            delay = self.backoff(tries, err.retry_after)
             next_at = utcnow() + timedelta(seconds=delay)
             if next_at < job.expires_at:
                 self._idem.mark_waiting(
-                    job.idempotency_key, owner=delivery.owner, ambiguous=err.ambiguous, hold_seconds=delay
+                    job.idempotency_key,
+                    owner=delivery.owner,
+                    ambiguous=err.ambiguous,
+                    hold_seconds=delay,
+                    fallback_from=delivery.fallback_from,
                 )
                 event = self._event(
                     delivery, Status.RETRYING, terminal=False, error=err.info(), next_attempt_at=next_at
@@ -382,23 +396,31 @@ class SmsService:
         return None
 
     def _send_fallback(self, delivery: Delivery, plan: SendPlan, err: SendError) -> float | None:
-        """The agent's connection is down or refuses our credentials: one attempt through its
-        fallback connection (never for a recipient's error, which another provider would repeat)."""
+        """The agent's connection is down or refuses our credentials: send through its fallback
+        connection, which gets retries of its own within the deadline (never for a recipient's
+        error, which another provider would repeat)."""
         assert plan.fallback is not None
         log.warning(
             "sms.fallback", job_id=delivery.job.job_id, connection=plan.connection.label,
             fallback=plan.fallback.label, error_code=err.code.value,
         )  # fmt: skip
-        delivery.on_fallback = True
         metrics.observe_fallback(plan.connection.provider, plan.fallback.provider)
+        self._use_fallback(delivery, plan, delivery.attempt)
         # A timeout on the primary may still have delivered: the fallback's copy may be a second one.
         delivery.possible_duplicate = delivery.possible_duplicate or err.ambiguous
+        self._idem.mark_calling(delivery.job.idempotency_key, owner=delivery.owner)
+        events.publish(self._redis, self._event(delivery, Status.SENDING, terminal=False))
+        assert delivery.plan is not None
+        return self._send(delivery, delivery.plan)
+
+    @staticmethod
+    def _use_fallback(delivery: Delivery, plan: SendPlan, since: int) -> None:
+        assert plan.fallback is not None
+        delivery.on_fallback = True
+        delivery.fallback_from = since
         delivery.plan = replace(
             plan, connection=plan.fallback, fallback=None, from_=plan.fallback.from_number or plan.from_
         )
-        self._idem.mark_calling(delivery.job.idempotency_key, owner=delivery.owner)
-        events.publish(self._redis, self._event(delivery, Status.SENDING, terminal=False))
-        return self._send(delivery, delivery.plan)
 
     def _record_opt_out(self, plan: SendPlan, err: SendError) -> None:
         """The provider refused because the recipient opted out (Twilio 21610, Telnyx 40300): put

@@ -57,7 +57,7 @@ async def test_sigterm_finishes_in_flight_sends_and_a_second_worker_sends_the_re
             )
 
         def retries_waiting() -> bool:
-            waiting = [json.loads(m) for m in redis_client.zrange(DELAYED_KEY, 0, -1)]
+            waiting = [json.loads(m) for m in redis_client.zrange(DELAYED_KEY, 0, -1)]  # type: ignore[arg-type]
             return len(waiting) == early and all(m["headers"]["eta"] for m in waiting)
 
         jobs = [send(i) for i in range(early)]
@@ -77,9 +77,8 @@ async def test_sigterm_finishes_in_flight_sends_and_a_second_worker_sends_the_re
         drained_in = time.monotonic() - stopped_at
         sent_by_first = len(twilio.accepted)
         queued_ids = [json.loads(entry)["headers"]["id"] for entry in redis_client.lrange(QUEUE, 0, -1)]
-        queued_ids += [
-            json.loads(entry)["headers"]["id"] for entry in redis_client.zrange(DELAYED_KEY, 0, -1)
-        ]
+        delayed: list[bytes] = redis_client.zrange(DELAYED_KEY, 0, -1)  # type: ignore[assignment]
+        queued_ids += [json.loads(entry)["headers"]["id"] for entry in delayed]
         held = redis_client.hlen(UNACKED_KEY)
         first_output = first.output()
 

@@ -115,3 +115,52 @@ def test_a_recipients_error_never_falls_back(
     outcome = terminal(redis_client)
     assert (outcome["status"], outcome["error"]["code"]) == ("failed", "recipient_opted_out")
     assert telnyx.requests == []
+
+
+def test_the_fallback_gets_retries_of_its_own(
+    redis_client: redis.Redis, fakes: tuple[FakeTwilio, FakeTelnyx], svc: SmsService
+) -> None:
+    """Twilio refuses our credentials, Telnyx is unavailable once: the retry goes to Telnyx again
+    (not back to Twilio), and is accepted there."""
+    twilio, telnyx = fakes
+    twilio.script(Error(20003, status=401))
+    telnyx.script(Error(10007, status=503))
+    delay = svc.handle(job(), attempt=1, owner="w1")
+    assert delay is not None, "the fallback's failure is retried"
+    assert svc.handle(job(), attempt=2, owner="w1") is None
+    outcome = terminal(redis_client)
+    assert (outcome["status"], outcome["provider"], outcome["attempt"]) == ("accepted", "telnyx", 2)
+    assert len(twilio.requests) == 1 and len(telnyx.requests) == 2
+
+
+def test_the_fallbacks_retries_stop_at_max_attempts(
+    redis_client: redis.Redis, fakes: tuple[FakeTwilio, FakeTelnyx], svc: SmsService
+) -> None:
+    """Both connections unavailable: 2 attempts on Twilio, then 2 on Telnyx (SMS_MAX_ATTEMPTS=2
+    each), then `failed`."""
+    twilio, telnyx = fakes
+    twilio.script(Error(20503, status=503), Error(20503, status=503))
+    telnyx.script(Error(10007, status=503), Error(10007, status=503))
+    assert svc.handle(job(), attempt=1, owner="w1") is not None
+    assert svc.handle(job(), attempt=2, owner="w1") is not None  # Twilio exhausted: Telnyx, retried
+    assert svc.handle(job(), attempt=3, owner="w1") is None
+    outcome = terminal(redis_client)
+    assert (outcome["status"], outcome["provider"], outcome["error"]["code"]) == (
+        "failed",
+        "telnyx",
+        "provider_unavailable",
+    )
+    assert len(twilio.requests) == 2 and len(telnyx.requests) == 2
+
+
+def test_a_fallback_retry_never_outlives_the_deadline(
+    redis_client: redis.Redis, fakes: tuple[FakeTwilio, FakeTelnyx], svc: SmsService
+) -> None:
+    """A fallback failure whose Retry-After would land after the job's deadline is not retried."""
+    twilio, telnyx = fakes
+    twilio.script(Error(20003, status=401))
+    telnyx.script(Error(10011, status=429, headers={"Retry-After": "600"}))
+    assert svc.handle(job(), attempt=1, owner="w1") is None
+    outcome = terminal(redis_client)
+    assert (outcome["status"], outcome["provider"]) == ("failed", "telnyx")
+    assert len(telnyx.requests) == 1

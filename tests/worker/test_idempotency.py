@@ -8,6 +8,7 @@ import redis
 
 from producers.contract import call_counter_key, events_key, idempotency_key
 from worker.idempotency import IdempotencyStore
+from worker.liveness import alive_key_of_owner
 
 LEASE = 0.05  # seconds; tests sleep past it to simulate a dead worker
 PAST_LEASE = LEASE + 0.05
@@ -210,3 +211,48 @@ def test_a_cap_of_zero_refuses_every_send(redis_client: redis.Redis) -> None:
     idem = store(redis_client)
     assert idem.claim("k1", job_id="j1", owner="w", call_id="CA1", cap=0, sending="{}").kind == "limit"
     assert idem.claim("k2", job_id="j2", owner="w", call_id="CA2", sending="{}").kind == "new"
+
+
+def _wait_for_uptime(client: redis.Redis, seconds: int) -> None:
+    while int(client.info("server")["uptime_in_seconds"]) < seconds:
+        time.sleep(0.1)
+
+
+def test_a_calling_claim_whose_owners_heartbeat_is_gone_is_taken_over_at_once(
+    redis_client: redis.Redis,
+) -> None:
+    """The owner's heartbeat key disappears (its worker died): the next claim takes over without
+    waiting for the 30 s lease, flagged as a possible duplicate (the provider may have accepted)."""
+    idem = IdempotencyStore(redis_client, ttl=3600, lease_seconds=30.0, heartbeat_ttl=1)
+    _wait_for_uptime(redis_client, 1)
+    owner = "host:1:aaaa:deadbeef0001"
+    redis_client.set(alive_key_of_owner(owner), "1", px=60_000)
+    idem.claim("k", job_id="j1", owner=owner, call_id="CA1", sending='{"e":1}')
+    assert idem.claim("k", job_id="j1", owner="host:2:bbbb:x", call_id="CA1").kind == "busy"
+    redis_client.delete(alive_key_of_owner(owner))
+    takeover = idem.claim("k", job_id="j1", owner="host:2:bbbb:x", call_id="CA1", sending='{"e":2}')
+    assert (takeover.kind, takeover.previous_state, takeover.ambiguous) == ("takeover", "calling", True)
+    redis_client.delete(alive_key_of_owner("host:2:bbbb:x"))
+
+
+def test_an_owner_without_a_heartbeat_keeps_the_lease_rule(redis_client: redis.Redis) -> None:
+    """A claim made by an owner that had no heartbeat key at the time (old worker, tests) is only
+    taken over when its lease runs out."""
+    idem = IdempotencyStore(redis_client, ttl=3600, lease_seconds=30.0, heartbeat_ttl=1)
+    _wait_for_uptime(redis_client, 1)
+    idem.claim("k", job_id="j1", owner="nohb:1:cccc:1", call_id="CA1", sending='{"e":1}')
+    assert idem.claim("k", job_id="j2", owner="nohb:2:dddd:2", call_id="CA1").kind == "busy"
+
+
+def test_a_waiting_claim_is_not_taken_from_a_dead_owner_by_another_job(redis_client: redis.Redis) -> None:
+    """A retry's wait is its own lease: another job with the same key stays busy even when the
+    owner died (so it cannot send before the Retry-After), while the same job's retry takes over."""
+    idem = IdempotencyStore(redis_client, ttl=3600, lease_seconds=30.0, heartbeat_ttl=1)
+    _wait_for_uptime(redis_client, 1)
+    owner = "host:3:eeee:1"
+    redis_client.set(alive_key_of_owner(owner), "1", px=60_000)
+    idem.claim("k", job_id="j1", owner=owner, call_id="CA1", sending='{"e":1}')
+    idem.mark_waiting("k", owner=owner, ambiguous=False, hold_seconds=20)
+    redis_client.delete(alive_key_of_owner(owner))
+    assert idem.claim("k", job_id="j2", owner="host:4:ffff:1", call_id="CA1").kind == "busy"
+    assert idem.claim("k", job_id="j1", owner="host:4:ffff:2", call_id="CA1").kind == "takeover"
