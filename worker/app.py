@@ -24,8 +24,8 @@ Settings that decide loss and duplication (see shared/reference/celery-redis.md)
 
 Operations (docs/operations.md):
 - SIGTERM is Celery's warm shutdown: the consumer stops fetching, running sends finish, and
-  reserved messages not yet started (with one prefetch per thread, retries waiting for their
-  countdown) go back to the queue (kombu's restore at shutdown); the worker then exits 0.
+  reserved messages not yet started go back to the queue (kombu's restore at shutdown); the
+  heartbeat stops, and its key is removed, only after the last task; the worker then exits 0.
 - `worker.health` adds a worker bootstep (the /metrics, /healthz, /readyz endpoint on
   `SMS_METRICS_PORT`) and a consumer bootstep (the heartbeat behind /healthz).
 - Logging is configured at `celeryd_init`, before Celery's own start-up warnings, and again at
