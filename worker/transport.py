@@ -86,8 +86,12 @@ def _iso(value: Any, name: str) -> None:
         raise Poison("bad_headers", f"header {name!r} is not an ISO 8601 time") from None
 
 
-def screen(item: bytes | str, *, max_bytes: int = MAX_ENTRY_BYTES) -> dict[str, Any]:
-    """The entry as kombu's payload dict, or `Poison` saying why no worker can run it."""
+def screen(item: bytes | str, *, task: bool = True, max_bytes: int = MAX_ENTRY_BYTES) -> dict[str, Any]:
+    """The entry as kombu's payload dict, or `Poison` saying why no worker can run it.
+
+    Every queue's entries must be kombu messages (an object with a delivery tag and a body that
+    decodes); with `task` (the `sms` queue) they must also be Celery protocol-2 task messages.
+    Other queues (Celery's remote-control replies, which Flower reads) carry other bodies."""
     raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
     if len(raw) > max_bytes:
         raise Poison("too_large", f"{len(raw)} bytes")
@@ -105,7 +109,10 @@ def screen(item: bytes | str, *, max_bytes: int = MAX_ENTRY_BYTES) -> dict[str, 
         raise Poison("bad_envelope", "no delivery tag")
     if not isinstance(properties.get("delivery_info"), dict):
         raise Poison("bad_envelope", "no 'delivery_info' object")
-    _screen_body(message, properties.get("body_encoding"))
+    decoded = _decoded_body(message, properties.get("body_encoding"))
+    if not task:
+        return message
+    _screen_body(message, decoded)
     headers = message.get("headers")
     if not isinstance(headers, dict):
         raise Poison("bad_headers", "no 'headers' object")
@@ -113,19 +120,21 @@ def screen(item: bytes | str, *, max_bytes: int = MAX_ENTRY_BYTES) -> dict[str, 
     return message
 
 
-def _screen_body(message: dict[str, Any], encoding: Any) -> None:
+def _decoded_body(message: dict[str, Any], encoding: Any) -> bytes:
     body = message.get("body")
     if not isinstance(body, str):
         raise Poison("bad_body", "the body is not a string")
     if encoding == "base64":
         try:
-            decoded = base64.b64decode(body, validate=True)
+            return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise Poison("bad_base64", "the body is not valid base64") from None
-    elif encoding in (None, "utf-8"):
-        decoded = body.encode("utf-8", "surrogateescape")
-    else:
-        raise Poison("bad_envelope", "unsupported body encoding")
+    if encoding in (None, "utf-8"):
+        return body.encode("utf-8", "surrogateescape")
+    raise Poison("bad_envelope", "unsupported body encoding")
+
+
+def _screen_body(message: dict[str, Any], decoded: bytes) -> None:
     if message.get("content-type") != "application/json":
         raise Poison("bad_body", "the content type is not application/json")
     if message.get("content-encoding") not in (None, "utf-8"):
@@ -346,7 +355,7 @@ class HardenedChannel:
     def _accept(self, item: bytes, queue: str) -> dict[str, Any] | None:
         """The payload to deliver, or None when the entry was dead-lettered."""
         try:
-            return screen(item)
+            return screen(item, task=queue == QUEUE)
         except Poison as poison:
             with self.conn_or_acquire() as client:
                 deadletter.push(

@@ -168,3 +168,16 @@ def test_dead_letters_are_capped_and_summaries_hold_no_bytes(redis_client: redis
     assert deadletter.requeue(redis_client, 1) == 1
     assert redis_client.rpop(QUEUE) == b"+14155551234 secret 2"  # the oldest kept entry, byte for byte
     assert deadletter.purge(redis_client) == 2
+
+
+def test_other_queues_need_a_kombu_message_only() -> None:
+    """A remote-control reply (what Flower reads) is not a task message, and is not poison there."""
+    message = valid()
+    message["body"] = base64.b64encode(b'{"ok": "pong"}').decode()
+    message.pop("headers")
+    entry = json.dumps(message).encode()
+    assert screen(entry, task=False) == message
+    with pytest.raises(Poison):
+        screen(entry)
+    with pytest.raises(Poison):
+        screen(b"not json", task=False)
