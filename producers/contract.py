@@ -115,12 +115,13 @@ def worker_alive_key(worker_id: str) -> str:
 
 
 def worker_reserved_key(worker_id: str) -> str:
-    """The delivery tags a worker instance has reserved and not yet acknowledged."""
-    return f"sms:worker:{worker_id}:reserved"
+    """The delivery tags a worker instance has reserved and not yet acknowledged (transport
+    bookkeeping beside kombu's `unacked` hash, outside this project's `sms:` keys like it)."""
+    return f"unacked_by:{worker_id}"
 
 
 #: delivery tag -> the worker instance that reserved it (beside kombu's `unacked` hash).
-RESERVED_BY_KEY = "sms:reserved_by"
+RESERVED_BY_KEY = "unacked_owner"
 
 #: What ids (job, call, agent, idempotency key) may contain.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:@/+=\-]{1,200}$"

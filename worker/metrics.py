@@ -17,7 +17,8 @@
 - `midcall_sms_delivery_seconds{provider, status}` (histogram): from the provider accepting a
   text to its final receipt (`delivered` or `undelivered`).
 - `midcall_sms_in_flight`: deliveries executing in this process now.
-- `midcall_sms_dead_letters_total{reason}`: queue entries no worker can run, moved to `sms:dead`.
+- `midcall_sms_dead_letters_total{reason}`: queue entries no worker can run, moved to `sms:dead`,
+  and `midcall_sms_dead_letter_depth`: entries in `sms:dead` now (read with the queue depth).
 - `midcall_sms_recovered_total`: messages of dead workers this worker's sweep handed back.
 - `midcall_sms_queue_depth`: messages waiting in the `sms` list (LLEN), and
   `midcall_sms_queue_unacked`: messages reserved by all workers and not yet acknowledged; both
@@ -48,7 +49,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from producers.contract import QUEUE, Event
+from producers.contract import DEAD_LETTER_KEY, QUEUE, Event
 
 #: kombu's Redis transport keeps delivered, unacknowledged messages in this hash.
 UNACKED_KEY = "unacked"
@@ -177,7 +178,7 @@ class QueueDepthCollector(Collector):
         self._clock = clock
         self._lock = threading.Lock()
         self._sampled_at: float | None = None
-        self._sample: tuple[int, int] | None = None
+        self._sample: tuple[int, int, int] | None = None
 
     def describe(self) -> Iterable[Metric]:
         # Without `describe`, registering would call `collect` (and Redis) once to learn the names.
@@ -186,8 +187,8 @@ class QueueDepthCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         return self._families(self.sample())
 
-    def sample(self) -> tuple[int, int] | None:
-        """(waiting, unacked), at most `interval` seconds old; None when Redis did not answer."""
+    def sample(self) -> tuple[int, int, int] | None:
+        """(waiting, unacked, dead-lettered), at most `interval` seconds old; None without Redis."""
         with self._lock:
             now = self._clock()
             if self._sampled_at is None or now - self._sampled_at >= self._interval:
@@ -196,14 +197,15 @@ class QueueDepthCollector(Collector):
                     with self._redis.pipeline(transaction=False) as pipe:
                         pipe.llen(QUEUE)
                         pipe.hlen(UNACKED_KEY)
-                        waiting, unacked = pipe.execute()
-                    self._sample = (int(waiting), int(unacked))
+                        pipe.llen(DEAD_LETTER_KEY)
+                        waiting, unacked, dead = pipe.execute()
+                    self._sample = (int(waiting), int(unacked), int(dead))
                 except redis.RedisError:
                     self._sample = None
             return self._sample
 
     @staticmethod
-    def _families(sample: tuple[int, int] | None) -> list[Metric]:
+    def _families(sample: tuple[int, int, int] | None) -> list[Metric]:
         depth = GaugeMetricFamily(
             "midcall_sms_queue_depth", f"Messages waiting in the Redis list {QUEUE!r} (LLEN)."
         )
@@ -211,7 +213,11 @@ class QueueDepthCollector(Collector):
             "midcall_sms_queue_unacked",
             "Messages reserved by workers and not yet acknowledged (kombu's unacked hash).",
         )
+        dead = GaugeMetricFamily(
+            "midcall_sms_dead_letter_depth", f"Entries in the dead-letter list {DEAD_LETTER_KEY!r} (LLEN)."
+        )
         if sample is not None:
             depth.add_metric([], sample[0])
             unacked.add_metric([], sample[1])
-        return [depth, unacked]
+            dead.add_metric([], sample[2])
+        return [depth, unacked, dead]

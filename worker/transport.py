@@ -10,15 +10,17 @@ What it changes, and why:
   on; stock kombu raises inside Celery's consumer loop instead, and the worker exits. A corrupt
   `unacked` record found while restoring is dead-lettered the same way.
 - **Who reserved what.** Reserving a message also records which worker instance holds it
-  (`sms:reserved_by`, `sms:worker:<instance>:reserved`), in the same round trip as kombu's
-  `unacked` bookkeeping; acknowledging removes it.
+  (`unacked_owner`, `unacked_by:<instance>`, unprefixed like kombu's own keys), in the same round
+  trip as kombu's `unacked` bookkeeping; acknowledging removes it.
 - **Dead workers' messages come back in seconds.** The restore sweep (every
   `SMS_RESTORE_INTERVAL` s on each worker) hands back at once every message reserved by an
   instance whose heartbeat (`worker/liveness.py`) is gone — reserved, started, or waiting for its
   ETA — to the consuming end of the queue. It does nothing for `SMS_HEARTBEAT_TTL` seconds after
   Redis itself (re)started, so heartbeats lost with a restart are not taken for deaths. kombu's
-  visibility-timeout restore stays as a backstop, but never takes a message from a live instance:
-  a slow worker keeps its work.
+  visibility-timeout restore stays as a backstop, but a live worker renews the reservation time
+  of every message it still holds (every quarter of the timeout), so the backstop only restores
+  messages nobody holds (a lost acknowledgement, a failed hand-back, an old worker's): a slow
+  worker keeps its work.
 - **A message that keeps killing workers stops.** Each restore of a dead worker's message counts
   in its headers (`x-sms-orphaned`); past `MAX_ORPHANED` it is dead-lettered (`orphaned`) instead
   of being handed to the next worker, so a message that crashes its worker cannot crash the fleet.
@@ -217,6 +219,43 @@ class QoS(kombu_redis.QoS):
     """kombu's ack emulation, plus the owner of each reservation and the dead-worker sweep."""
 
     channel: Any
+    _renewed_at = 0.0
+
+    def ack(self, delivery_tag: str) -> None:
+        try:
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+        except Exception:
+            # Not held any more (its outcome is stored): not renewed, so the backstop restores it
+            # after the visibility timeout, and the redelivery replays the stored outcome.
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+            raise
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
+        except Exception:
+            # The hand-back failed (Redis away): stop renewing it, so the backstop restores it.
+            virtual.QoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+            raise
+
+    def _renew_held(self, client: Any) -> None:
+        """Refresh the reservation time of every message this worker still holds, so that only
+        messages nobody holds (a lost ack, a failed hand-back, an old worker's) age past the
+        visibility timeout."""
+        now = time.time()
+        if now - self._renewed_at < max(1.0, self.visibility_timeout / 4):
+            return
+        self._renewed_at = now
+        for _ in range(3):
+            try:
+                held = [tag for tag in list(self._delivered) if tag not in self._dirty]
+                break
+            except RuntimeError:  # changed by another thread while copied
+                continue
+        else:
+            return
+        if held:
+            client.zadd(self.unacked_index_key, dict.fromkeys(held, now), xx=True)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         delivery = message.delivery_info
@@ -277,12 +316,13 @@ class QoS(kombu_redis.QoS):
         return restored
 
     def restore_visible(self, start: int = 0, num: int | None = 10, interval: int = 10) -> None:
-        """Every sweep: dead instances' messages at once; messages older than the visibility
-        timeout only when their instance is not alive (or unknown)."""
+        """Every sweep: dead instances' messages at once; then messages nobody has renewed for
+        the visibility timeout (live workers renew what they hold)."""
         with self.channel.conn_or_acquire() as client:
             try:
                 with kombu_redis.Mutex(client, self.unacked_mutex_key, self.unacked_mutex_expire):
                     self._sweep_dead(client)
+                    self._renew_held(client)
                     self._sweep_expired(client, num)
             except kombu_redis.MutexHeld:
                 pass
@@ -324,8 +364,6 @@ class QoS(kombu_redis.QoS):
         )  # fmt: skip
         for tag, _ in expired or []:
             owner = client.hget(RESERVED_BY_KEY, tag)
-            if owner and client.exists(worker_alive_key(bytes_to_str(owner))):
-                continue  # a slow worker keeps its work
             if self._restore_tag(tag, client, leftmost=False, orphaned=True):
                 log.warning("queue.visibility_restore", owner=bytes_to_str(owner) if owner else None)
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from producers import CallContext, SendResult, SmsClient
-from producers.contract import DELAYED_KEY, Event
+from producers.contract import DELAYED_KEY, Event, worker_reserved_key
 from tests.integration.conftest import AGENT_NUMBER, CALLER, WorkerFactory, WorkerProcess
 from worker.metrics import UNACKED_KEY
 from worker.redis_server import RedisServer
@@ -178,7 +178,7 @@ async def test_a_redis_restart_during_recovery(
             jobs = await send_all(sms, "CA-rr", total, 90)
             await asyncio.to_thread(twilio.wait_for_requests, 12, 10.0)
             client = redis.Redis.from_url(own_redis.url)
-            tags = client.smembers(f"sms:worker:{first.instance()}:reserved")
+            tags = client.smembers(worker_reserved_key(first.instance()))
             records = [client.hget(UNACKED_KEY, t) for t in tags]
             held = {json.loads(r)[0]["headers"]["id"] for r in records if r}
             client.close()

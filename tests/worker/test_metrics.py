@@ -115,7 +115,7 @@ class Clock:
 def gauges(registry: CollectorRegistry) -> dict[str, float | None]:
     return {
         name: registry.get_sample_value(name)
-        for name in ("midcall_sms_queue_depth", "midcall_sms_queue_unacked")
+        for name in ("midcall_sms_queue_depth", "midcall_sms_queue_unacked", "midcall_sms_dead_letter_depth")
     }
 
 
@@ -127,7 +127,11 @@ def test_queue_depth_is_read_at_most_once_per_interval() -> None:
     clock = Clock()
     registry = CollectorRegistry()
     registry.register(metrics.QueueDepthCollector(client, interval=5.0, clock=clock))
-    assert gauges(registry) == {"midcall_sms_queue_depth": 3, "midcall_sms_queue_unacked": 1}
+    assert gauges(registry) == {
+        "midcall_sms_queue_depth": 3,
+        "midcall_sms_queue_unacked": 1,
+        "midcall_sms_dead_letter_depth": 0,
+    }
     client.lpush(QUEUE, "d", "e")
     clock.now += 4.9
     assert gauges(registry)["midcall_sms_queue_depth"] == 3
@@ -140,7 +144,11 @@ def test_queue_depth_is_left_out_while_redis_is_unreachable() -> None:
     client = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     registry = CollectorRegistry()
     registry.register(metrics.QueueDepthCollector(client, interval=5.0))
-    assert gauges(registry) == {"midcall_sms_queue_depth": None, "midcall_sms_queue_unacked": None}
+    assert gauges(registry) == {
+        "midcall_sms_queue_depth": None,
+        "midcall_sms_queue_unacked": None,
+        "midcall_sms_dead_letter_depth": None,
+    }
 
 
 def test_the_send_pipeline_reports_its_outcomes_and_provider_requests(
