@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from worker import deadletter
+from worker import deadletter, redis_client
 from worker.settings import Settings
 from worker.transport import safe_text
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=10.0)
+    return redis_client.connect(settings, socket_connect_timeout=2.0, socket_timeout=10.0)
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:

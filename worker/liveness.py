@@ -142,10 +142,12 @@ class Heartbeat:
         self._client = None
 
 
-def _client_factory(url: str) -> Callable[[], redis.Redis]:
+def _client_factory(settings: Settings) -> Callable[[], redis.Redis]:
     def make() -> redis.Redis:
+        from worker import redis_client  # plain Redis or Sentinel, as SMS_REDIS_URL says
+
         # Short timeouts: a hung Redis must not stall the beat past the TTL unnoticed.
-        return redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0)
+        return redis_client.connect(settings, socket_connect_timeout=2.0, socket_timeout=2.0)
 
     return make
 
@@ -163,7 +165,7 @@ class LivenessStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is 
 
     def create(self, parent: Any) -> None:
         settings: Settings = parent.app.midcall_settings
-        factory = _client_factory(settings.redis_url)
+        factory = _client_factory(settings)
         self.heartbeat = Heartbeat(
             factory, ttl=settings.heartbeat_ttl, interval=settings.heartbeat_interval
         ).start()
