@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 import redis.sentinel
+from kombu.transport import redis as kombu_redis
 
 from producers.redis_url import async_client, parse_sentinel_url, redacted, sync_client
 from worker import redis_client
@@ -51,7 +52,9 @@ def test_the_celery_app_uses_the_sentinel_transport() -> None:
     """The worker's app: kombu's `sentinel` transport, `master_name` among the transport options,
     and channel errors (READONLY from a demoted master) retried."""
     app = create_app(Settings(redis_url=URL))
-    assert app.connection_for_read().transport_cls == "sentinel"
+    # kombu's Sentinel transport, hardened by this project (worker/transport.py)
+    assert app.connection_for_read().transport_cls == "worker.transport:SentinelTransport"
+    assert issubclass(app.connection_for_read().get_transport_cls(), kombu_redis.SentinelTransport)
     assert app.conf.broker_transport_options["master_name"] == "mymaster"
     assert app.conf.broker_transport_options["visibility_timeout"] == 300
     assert app.conf.broker_channel_error_retry is True
