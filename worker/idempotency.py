@@ -276,10 +276,11 @@ class IdempotencyStore:
         (opt-out, recipient cap, sender rate) and enter `calling` and publish it in the same call;
         `cap` is the call's limit of distinct sends (None: none). One round trip."""
         name = idempotency_key(key)
+        alive = alive_key_of_owner(owner)
         kind, a, ambiguous, outcome = (
             _text(v)
             for v in self._claim(
-                keys=[name, call_counter_key(call_id), events_key(call_id), alive_key_of_owner(owner), *policies.keys(name)],
+                keys=[name, call_counter_key(call_id), events_key(call_id), alive, *policies.keys(name)],
                 args=[
                     job_id, owner, self._lease_ms, self._ttl, -1 if cap is None else cap, sending or "",
                     self._heartbeat_ttl, *policies.args(),
