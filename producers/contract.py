@@ -106,12 +106,14 @@ DEAD_LETTER_KEY = "sms:dead"
 #: since the epoch); workers move due ones onto the queue.
 DELAYED_KEY = "sms:delayed"
 #: The set of worker instances that reserve messages (for the sweep that restores dead ones' work).
-WORKERS_KEY = "sms:workers"
+#: Like the reservation keys below, transport bookkeeping kept beside kombu's own keys (`unacked`),
+#: outside this project's `sms:` data keys.
+WORKERS_KEY = "sms_workers"
 
 
 def worker_alive_key(worker_id: str) -> str:
     """A worker instance's heartbeat (a short TTL, refreshed while the process lives)."""
-    return f"sms:worker:{worker_id}:alive"
+    return f"sms_worker_alive:{worker_id}"
 
 
 def worker_reserved_key(worker_id: str) -> str:

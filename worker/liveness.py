@@ -2,7 +2,7 @@
 
 Each worker process is one *instance*, `host:pid:boot` (`boot` is random per process start, so a
 restarted container with the same host name and pid is a new instance). While the process lives,
-a daemon thread refreshes its heartbeat key (`sms:worker:<instance>:alive`) every
+a daemon thread refreshes its heartbeat key (`sms_worker_alive:<instance>`) every
 `SMS_HEARTBEAT_INTERVAL` seconds with a TTL of `SMS_HEARTBEAT_TTL` seconds. The thread does not
 depend on the consumer's event loop or on the task threads, so a worker busy with slow provider
 calls keeps beating; only a process that is gone (SIGKILL, OOM, a lost node) or cut off from Redis

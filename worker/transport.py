@@ -354,7 +354,7 @@ class QoS(kombu_redis.QoS):
                 pipe.execute()
             if restored:
                 metrics.RECOVERED.inc(restored)
-            log.warning("queue.worker_dead", worker=worker, restored=restored)
+                log.warning("queue.worker_dead", worker=worker, restored=restored)
 
     def _sweep_expired(self, client: Any, num: int | None) -> None:
         ceil = time.time() - self.visibility_timeout

@@ -40,6 +40,13 @@ def _call(i: int) -> CallContext:
     )
 
 
+def _caller(i: int) -> CallContext:
+    """A valid call of its own caller (per-recipient caps apply to one number)."""
+    return CallContext(
+        call_id=f"CA-ok{i}", direction="inbound", from_number=f"+1415555{1000 + i}", to_number="+14155550000"
+    )
+
+
 def _valid(i: int) -> dict[str, Any]:
     job = build_job(agent_id="a1", call=_call(i), message=SECRET_TEXT)
     message: dict[str, Any] = json.loads(task_message(job))
@@ -153,7 +160,7 @@ async def test_thousands_of_poison_entries_never_stop_a_worker(
 
     async with SmsClient.from_url(redis_url) as sms:
         results = await asyncio.gather(
-            *(sms.send(agent_id="a1", call=_call(90_000 + i), message="hello", timeout=20) for i in range(20))
+            *(sms.send(agent_id="a1", call=_caller(i), message="hello", timeout=20) for i in range(20))
         )
     sent_after = sum(r.status == "accepted" for r in results)
     metrics = _scrape(port)
