@@ -14,7 +14,8 @@ def _bytes(value: Any) -> bytes:
 def dump_all(client: Any, match: str | None = None) -> bytes:
     """Every key (or every key matching `match`) and its value, whatever its type, as one blob."""
     chunks: list[bytes] = []
-    for key in client.scan_iter(match=match, count=1000):
+    # Sorted: SCAN's order changes when other keys come and go (heartbeats, retries waiting).
+    for key in sorted(client.scan_iter(match=match, count=1000)):
         kind = _bytes(client.type(key))
         values: list[Any] = []
         if kind == b"string":
