@@ -152,11 +152,20 @@ def write_config(path: Path, twilio_url: str) -> Path:
                 "from_number": AGENT_NUMBER,
                 "credentials": {"account_sid": ACCOUNT_SID, "auth_token": "${TWILIO_AUTH_TOKEN}"},
                 "api_base_url": twilio_url,
+                # the stream tests send dozens of texts from one number to one caller
+                "messages_per_second": 10_000,
             }
         ],
         "agents": {
             "agent_abc123": {
-                "voice_tools": {"sms_mid_call": {"enabled": True, "provider": "twilio", "max_per_call": 5}}
+                "voice_tools": {
+                    "sms_mid_call": {
+                        "enabled": True,
+                        "provider": "twilio",
+                        "max_per_call": 5,
+                        "max_per_recipient": {"count": 100_000, "window_seconds": 60},
+                    }
+                }
             }
         },
     }
@@ -205,6 +214,8 @@ class Stack:
             "SMS_CONCURRENCY": str(concurrency),
             "SMS_METRICS_HOST": "127.0.0.1",
             "SMS_METRICS_PORT": str(metrics_port),
+            # no status polls: the counts below are of send requests to the fake
+            "SMS_RECEIPT_POLL_SCHEDULE": "",
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         }
 
