@@ -1,6 +1,6 @@
 """The Celery app: the only module that knows Celery's configuration.
 
-Settings that decide loss and duplication (see shared/reference/celery-redis.md):
+Settings that decide loss and duplication (the README's "Delivery guarantee" explains each):
 - `task_acks_late` + `task_reject_on_worker_lost`: a message is acknowledged only after its
   outcome is stored, and comes back if the worker dies; the idempotency key makes the second
   delivery send nothing (or flag `possible_duplicate` in the one unavoidable window).

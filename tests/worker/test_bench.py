@@ -1,4 +1,4 @@
-"""`python -m worker.bench --quick` runs end to end and reports every DESIGN §6 figure.
+"""`python -m worker.bench --quick` runs end to end and reports every performance figure (README).
 
 The benchmark is not a timed test: nothing here checks a number against a target, only that each
 measurement ran and produced its figure, and that the run cleaned up after itself.

@@ -26,7 +26,7 @@ TO = "+14155551234"
 FROM = "+15005550006"
 PROFILE = "4000eba1-a0c0-4563-9925-b25e842a7cb6"
 
-# -- every code in shared/reference/providers.md has its place in the taxonomy ---------------------
+# -- every code the providers document has its place in the taxonomy ---------------------
 
 TWILIO_CODES = {
     20003: "auth_failed", 20404: "auth_failed", 20429: "rate_limited", 20500: "provider_unavailable",

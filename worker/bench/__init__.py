@@ -1,7 +1,7 @@
 """`python -m worker.bench`: latency and throughput of the pipeline next to the floor and the baselines.
 
 One run starts its own redis-server, two fake Twilio processes (one answering at once, one after
-`--provider-latency-ms`), worker processes, and separate producer processes; it prints DESIGN §6's
+`--provider-latency-ms`), worker processes, and separate producer processes; it prints the performance
 figures with their targets, writes them as JSON and draws latency against offered load as a PNG.
 See docs/benchmark.md for what each figure measures and how.
 

@@ -81,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--rates", type=_rates, help="offered loads of the sweep (default 50,100,200,400,800)")
     p.add_argument(
         "--rate", type=int, default=Options.headline_rate,
-        help="offered load of the 'added latency under load' and event-loop lag figures (DESIGN §6: 200)",
+        help="offered load of the 'added latency under load' and event-loop lag figures (target: 200)",
     )  # fmt: skip
     p.add_argument(
         "--worker-env", action="append", default=[], type=_assignment, metavar="NAME=VALUE",

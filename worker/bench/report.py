@@ -1,4 +1,4 @@
-"""DESIGN §6's figures from a run's results: each with its target, pass or miss, and the baselines.
+"""Performance figures (README) from a run's results: each with its target, pass or miss, baselines.
 
 A baseline cell shows the baseline's own figure and how ours compares:
 - floor (raw Redis job-and-reply round trip) and bare Celery (a no-op task with `.get()`): their

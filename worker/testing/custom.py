@@ -1,6 +1,6 @@
 """`FakeCustomEndpoint`: the customer's own HTTPS SMS gateway that a `custom` connection posts to.
 
-The contract (DESIGN §3.3): `POST custom_api_url` with JSON `{"to": "+1…", "message": "…"}` and the
+The contract (README, config section): `POST custom_api_url` with JSON `{"to": "+1…", "message": "…"}` and the
 configured headers; any 2xx is acceptance. This fake answers 200 `{"id": "<uuid>"}`. A body of another
 shape or a missing/wrong configured header is a violation, answered 400 or 401 `{"error": "…"}`.
 The fake serves plain HTTP on loopback, so the worker needs `SMS_ALLOW_PRIVATE_ENDPOINTS=true` for it.
