@@ -25,7 +25,10 @@ for a body that is not a receipt (the HTTP service answers 400).
    on `sms:parked:<provider>:<id>` in a script that checks the mapping again, so a receipt is
    either parked before the outcome transaction (which reads the parked list in the same MULTI
    and applies what it finds) or sees the mapping — never dropped in between;
-3. otherwise one script compares the receipt's rank with the job's current delivery status: a
+3. a receipt that came through a connection's callback route (`connection_id` set) must be about
+   a message that connection sent: when the mapping names another connection the receipt is a
+   `mismatch` and changes nothing (not even the audit log);
+4. otherwise one script compares the receipt's rank with the job's current delivery status: a
    higher rank is stored and its event published on the call's stream; the same status is a
    `duplicate`; a lower one (or the other final one) is `stale`. Final statuses stick.
 
@@ -44,6 +47,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import redis
+import structlog
 
 from producers.contract import (
     DELIVERY_RANK,
@@ -60,9 +64,10 @@ from producers.contract import (
 from worker import events, metrics, tracing
 
 DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "undelivered", "unconfirmed"]
-ApplyResult = Literal["published", "duplicate", "stale", "parked"]
+ApplyResult = Literal["published", "duplicate", "stale", "parked", "mismatch"]
 #: Statuses that publish an event; `queued` and `sending` only go into the audit log.
 _PUBLISHING: frozenset[str] = frozenset(s.value for s in DELIVERY_RANK if s != Status.ACCEPTED)
+log = structlog.get_logger("worker.receipts")
 #: Raw receipts kept per message (a message gets a handful).
 RECEIPTS_LOG_MAXLEN = 100
 #: Parked receipts kept per message.
@@ -80,6 +85,9 @@ class ReceiptUpdate:
     raw: Mapping[str, Any] = field(default_factory=dict)  #: the fields as received (masked when stored)
     source: Literal["callback", "poll"] = "callback"
     occurred_at: datetime | None = None
+    #: the connection whose callback route the receipt came to (None: a poll, which reads the
+    #: mapping's own connection); checked against the mapping's `connection_id`
+    connection_id: str | None = None
 
     @property
     def final(self) -> bool:
@@ -96,6 +104,7 @@ class ReceiptUpdate:
                 "raw": mask_raw(self.raw),
                 "source": self.source,
                 "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+                "connection_id": self.connection_id,
             },
             separators=(",", ":"),
             default=str,
@@ -112,6 +121,7 @@ class ReceiptUpdate:
             raw=data.get("raw") or {},
             source=data.get("source", "callback"),
             occurred_at=datetime.fromisoformat(data["occurred_at"]) if data.get("occurred_at") else None,
+            connection_id=data.get("connection_id"),
         )
 
 
@@ -205,7 +215,9 @@ def apply_receipt(
 
     Returns `published` (an event went on the call's stream), `duplicate` (the job already has
     this status), `stale` (a higher or final status is there already, or the status publishes
-    nothing) or `parked` (the message's mapping is not stored yet; applied when it is).
+    nothing), `parked` (the message's mapping is not stored yet; applied when it is) or
+    `mismatch` (the receipt came through another connection's route than the one that sent the
+    message: nothing is written).
     """
     park, rank = _registered(client)
     stored = update.to_json()
@@ -221,10 +233,24 @@ def apply_receipt(
         if _text(park(keys=keys, args=[stored, PARKED_TTL_SECONDS])) == "parked":
             return "parked"
         mapping = read_mapping(client, update.provider, update.message_id)
+    if not belongs(update, mapping):
+        log.warning(
+            "receipt.connection_mismatch", provider=update.provider, message_id=update.message_id,
+            callback_connection_id=update.connection_id, connection_id=mapping.get("connection_id"),
+        )  # fmt: skip
+        return "mismatch"
     with tracing.receipt_span(mapping.get("traceparent"), update.provider, update.status) as span:
         applied = _apply_mapped(update, mapping, stored, rank, log_ttl, was_parked)
         tracing.annotate(span, result=applied)
     return applied
+
+
+def belongs(update: ReceiptUpdate, mapping: Mapping[str, str]) -> bool:
+    """Whether a receipt may change the mapped message: a poll always may; a callback only when
+    it came to the route of the connection that sent the message. (A mapping written before the
+    mapping had `connection_id` is trusted, as the signature was checked.)"""
+    sender = mapping.get("connection_id")
+    return update.connection_id is None or not sender or sender == update.connection_id
 
 
 def _apply_mapped(

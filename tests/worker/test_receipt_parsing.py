@@ -18,6 +18,25 @@ from worker.providers.twilio import TwilioProvider
 # callbacks, Plivo's "SMS error codes" page, Telnyx's message error codes). Kept here as data, not
 # derived from the tables under test.
 TWILIO_DOCUMENTED = [30001, 30002, 30003, 30004, 30005, 30006, 30007, 30008, 30010, 30024, 30034, 30036]
+#: The rest of Twilio's 300xx range that a message's `ErrorCode` can carry, with the title of each
+#: in Twilio's error dictionary, and the taxonomy code the agent's sentence must come from.
+TWILIO_300XX: dict[int, tuple[str, ErrorCode]] = {
+    30013: ("Message Time To Live is too big", ErrorCode.INVALID_REQUEST),
+    30014: ("'To' attributes are invalid (empty or too long a list)", ErrorCode.INVALID_NUMBER),
+    30015: ("Non-supported channel type is used (To/From prefix)", ErrorCode.INVALID_REQUEST),
+    30016: ("'To' and 'From' channel types are incompatible", ErrorCode.INVALID_REQUEST),
+    30020: ("Internal Failure with Message Scheduling", ErrorCode.PROVIDER_ERROR),
+    30021: ("Internal Failure with messaging service orchestrator", ErrorCode.PROVIDER_ERROR),
+    30025: ("T-Mobile daily message limit nearly reached (warning)", ErrorCode.RATE_LIMITED),
+    30026: ("T-Mobile daily message limit nearly reached (warning)", ErrorCode.RATE_LIMITED),
+    30028: ("API version used in the request is invalid", ErrorCode.INVALID_REQUEST),
+    30029: ("ContentRetention value used in the request is invalid", ErrorCode.INVALID_REQUEST),
+    30030: ("AddressRetention value used in the request is invalid", ErrorCode.INVALID_REQUEST),
+    30031: ("MaxRate is not a valid float", ErrorCode.INVALID_REQUEST),
+    30033: ("Message sent from a suspended US A2P 10DLC Campaign", ErrorCode.SENDER_INVALID),
+    30035: ("Number registration under a US A2P campaign not finished", ErrorCode.SENDER_INVALID),
+}
+TWILIO_DOCUMENTED += sorted(TWILIO_300XX)
 PLIVO_DOCUMENTED = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 200, 201, 300, 420, 900, 910, 1000]
 TELNYX_DOCUMENTED = [
     "40001", "40002", "40003", "40004", "40005", "40006", "40008", "40009", "40011", "40012",
@@ -60,6 +79,19 @@ def test_the_causes_an_agent_must_tell_apart_have_their_own_words() -> None:
     assert "START" in plivo.RECEIPT_ERRORS[200][1]
     assert telnyx.RECEIPT_ERRORS["40300"][0] == ErrorCode.RECIPIENT_OPTED_OUT
     assert telnyx.RECEIPT_ERRORS["40001"][0] == ErrorCode.NOT_MOBILE
+
+
+@pytest.mark.parametrize("code", sorted(TWILIO_300XX))
+def test_twilio_request_and_sender_codes_have_their_own_taxonomy_code(code: int) -> None:
+    """Each of Twilio's 30013-30035 codes that used to fall to the generic "the carrier didn't
+    deliver it" now has the taxonomy code of its cause and a sentence of its own."""
+    taxonomy, spoken = twilio.RECEIPT_ERRORS[code]
+    assert taxonomy == TWILIO_300XX[code][1], TWILIO_300XX[code][0]
+    receipt = TwilioProvider.receipt({"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": str(code)})
+    assert receipt.error is not None
+    error = receipt.error
+    assert (error.code, error.provider_code, error.message) == (taxonomy, str(code), spoken)
+    assert "didn't deliver it" not in spoken
 
 
 # -- Twilio ----------------------------------------------------------------------------------------

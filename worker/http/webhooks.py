@@ -10,7 +10,17 @@ Each request, in this order, answering as soon as one step refuses:
 5. only then is the body parsed (the provider's `callback_fields`, then `receipt` or
    `inbound_message`), else 400;
 6. a receipt goes to `worker.receipts.apply_receipt` (published, duplicate, stale or parked:
-   all 200); an inbound message is handed on (`worker.http.inbound`).
+   all 200), tagged with the route's connection; an inbound message is handed on
+   (`worker.http.inbound`).
+
+A receipt that is not about a message of the route's connection (the message-id mapping names
+another connection, or a Telnyx payload names another messaging profile) changes nothing and is
+answered 200 `ignored` (counted as `outcome="mismatch"`, logged as a warning), not 403. The
+signature is good, so this is the provider speaking, not a forger: the callback is misrouted
+(a second account or profile pointed at this route). Providers retry a 4xx/5xx — Telnyx several
+times, Twilio per its retry policy, each retry logged as a webhook error on the account — and no
+retry can ever make it match, so a refusal would only bring the same request back. A 200 also
+says nothing about which connection owns the message id.
 
 Nothing is written to Redis before step 6, so a refused request changes nothing. Redis
 unreachable at any step is 503, so the provider retries and nothing is lost. No provider is
@@ -22,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -46,6 +56,11 @@ log = structlog.get_logger("worker.http.webhooks")
 CALLBACK_PROVIDERS: dict[str, type[SmsProvider]] = {
     name: cls for name, cls in PROVIDER_CLASSES.items() if cls.signs_callbacks
 }
+
+
+def _ignored() -> Response:
+    """What a misrouted receipt is answered (see the module docstring)."""
+    return JSONResponse({"outcome": "ignored"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +147,7 @@ def _process(
         try:
             fields = cls.callback_fields(body)
             if kind == "status":
-                return _receipt(state, cls, fields)
+                return _receipt(state, cls, connection, fields)
             return _inbound(state, cls, connection, fields)
         except ValueError as exc:
             raise Refused(400, f"malformed {kind} callback: {exc}") from None
@@ -140,11 +155,16 @@ def _process(
         raise Refused(503, "redis unreachable") from None
 
 
-def _receipt(state: ServiceState, cls: type[SmsProvider], fields: dict[str, Any]) -> Handled:
+def _receipt(
+    state: ServiceState, cls: type[SmsProvider], connection: Connection, fields: dict[str, Any]
+) -> Handled:
     if not cls.is_receipt(fields):
         return Handled("ignored")
-    update = cls.receipt(fields)
-    return Handled(apply_receipt(state.redis, update), update.message_id)
+    update = replace(cls.receipt(fields), connection_id=connection.connection_id)
+    if not cls.receipt_belongs_to(connection, fields):
+        return Handled("mismatch", update.message_id, response=_ignored())
+    outcome = apply_receipt(state.redis, update)
+    return Handled(outcome, update.message_id, response=_ignored() if outcome == "mismatch" else None)
 
 
 def _inbound(

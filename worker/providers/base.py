@@ -201,6 +201,13 @@ class SmsProvider:
         return True
 
     @classmethod
+    def receipt_belongs_to(cls, connection: Connection, fields: Mapping[str, Any]) -> bool:
+        """Whether a verified receipt's own fields name `connection` (the one its route and
+        signature are for); a provider whose receipts carry an account or profile id checks it.
+        The message-id mapping is checked as well, by `worker.receipts.apply_receipt`."""
+        return True
+
+    @classmethod
     def inbound_message(cls, connection: Connection, fields: Mapping[str, Any]) -> InboundMessage | None:
         """A verified inbound callback as an `InboundMessage`; None when the callback is not a
         received text (another event type); raises `MalformedCallback`."""

@@ -340,6 +340,16 @@ class TelnyxProvider(SmsProvider):
             )
         return _from_payload(data.get("payload"), fields, source, data.get("occurred_at"))
 
+    @classmethod
+    def receipt_belongs_to(cls, connection: Connection, fields: Mapping[str, Any]) -> bool:
+        """A delivery webhook names the message's `messaging_profile_id`: when both it and the
+        connection have one, they must be the same profile."""
+        data = fields.get("data")
+        payload = data.get("payload") if isinstance(data, Mapping) else None
+        sent_by = payload.get("messaging_profile_id") if isinstance(payload, Mapping) else None
+        ours = _profile_id(connection)
+        return not (sent_by and ours) or str(sent_by) == ours
+
     def fetch_status(self, message_id: str) -> ReceiptUpdate:
         """`GET /v2/messages/{id}`: `{"data": OutboundMessagePayload}`."""
         with map_transport_errors():

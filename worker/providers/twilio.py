@@ -82,6 +82,7 @@ ERROR_TABLE: dict[int, ErrorCode] = {
 
 
 _OFFER = "offer to read it out or share it another way"
+_INTERNAL = "the texting provider had an internal error; offer to send it again in a moment"
 #: `ErrorCode`s of undelivered/failed receipts (status callbacks, `error_code` of a fetched
 #: message): the taxonomy code and what the agent can say. Codes not here fall back to
 #: `ERROR_TABLE` (a `failed` message can carry a 21xxx code), then to `undelivered`.
@@ -108,6 +109,16 @@ RECEIPT_ERRORS: dict[int, tuple[ErrorCode, str]] = {
     30010: (ErrorCode.PROVIDER_ERROR, f"it cost more than the allowed price; {_OFFER}"),
     30011: (ErrorCode.UNDELIVERED, "that phone can't receive picture messages; offer a plain text"),
     30012: (ErrorCode.EXPIRED, "it expired before the carrier could deliver it; offer to send it again"),
+    # 30013-30016: Twilio refused the request's own fields (ValidityPeriod/TTL too big, an empty
+    # or overlong 'To' list, a channel prefix it does not support, 'To' and 'From' on different
+    # channels): nothing reached a carrier, and the same request would fail again.
+    30013: (ErrorCode.INVALID_REQUEST, f"the provider refused how long it may wait to deliver it; {_OFFER}"),
+    30014: (
+        ErrorCode.INVALID_NUMBER,
+        "the provider refused the recipient's number; confirm the number with the caller",
+    ),
+    30015: (ErrorCode.INVALID_REQUEST, f"the provider doesn't support that kind of address; {_OFFER}"),
+    30016: (ErrorCode.INVALID_REQUEST, f"the sending and receiving addresses don't match in kind; {_OFFER}"),
     30017: (
         ErrorCode.UNDELIVERED,
         "the carrier's network was congested; offer to send it again in a few minutes",
@@ -117,15 +128,34 @@ RECEIPT_ERRORS: dict[int, tuple[ErrorCode, str]] = {
         ErrorCode.MESSAGE_TOO_LONG,
         "it was too long for the carrier; offer a shorter text or read it out",
     ),
+    # 30020, 30021: internal failures of Twilio's message scheduling and of its messaging-service
+    # orchestrator; worth one more try later.
+    30020: (ErrorCode.PROVIDER_ERROR, _INTERNAL),
+    30021: (ErrorCode.PROVIDER_ERROR, _INTERNAL),
     30022: (ErrorCode.RATE_LIMITED, "the sending number's limit was exceeded; offer to send it again later"),
     30023: (ErrorCode.RATE_LIMITED, f"the sending number's daily limit was reached; {_OFFER}"),
     30024: (ErrorCode.SENDER_INVALID, f"the sending number isn't set up with the carrier; {_OFFER}"),
+    # 30025, 30026: the sender is near its daily T-Mobile limit (A2P 10DLC); past 100 % the carrier
+    # answers 30023 until midnight Pacific time.
+    30025: (ErrorCode.RATE_LIMITED, f"the sending number is close to the carrier's daily limit; {_OFFER}"),
+    30026: (ErrorCode.RATE_LIMITED, f"the sending number is close to the carrier's daily limit; {_OFFER}"),
     30027: (
         ErrorCode.RATE_LIMITED,
         f"the carrier's daily limit for the sending number was reached; {_OFFER}",
     ),
+    # 30028-30031: a request parameter Twilio refused (API version, ContentRetention,
+    # AddressRetention, MaxRate): our request, not the phone; the same request fails again.
+    30028: (ErrorCode.INVALID_REQUEST, f"the texting provider refused the request; {_OFFER}"),
+    30029: (ErrorCode.INVALID_REQUEST, f"the texting provider refused the request; {_OFFER}"),
+    30030: (ErrorCode.INVALID_REQUEST, f"the texting provider refused the request; {_OFFER}"),
+    30031: (ErrorCode.INVALID_REQUEST, f"the texting provider refused the request; {_OFFER}"),
     30032: (ErrorCode.SENDER_INVALID, f"the toll-free sending number isn't verified yet; {_OFFER}"),
+    30033: (ErrorCode.SENDER_INVALID, f"the sending number's US texting campaign is suspended; {_OFFER}"),
     30034: (ErrorCode.SENDER_INVALID, f"the sending number isn't registered for texting in the US; {_OFFER}"),
+    30035: (
+        ErrorCode.SENDER_INVALID,
+        f"the sending number's US texting registration isn't finished yet; {_OFFER}",
+    ),
     30036: (ErrorCode.EXPIRED, "it couldn't be delivered in time; offer to send it again or read it out"),
 }
 
