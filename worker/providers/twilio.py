@@ -2,26 +2,23 @@
 
 The SDK is given its credentials and an explicit timeout (its default is none), never reads
 `TWILIO_*` from the environment, and talks to `api_base_url` when one is configured (a regional
-endpoint, or a fake in tests) — `edge`/`region` would mangle such a URL.
+endpoint, or a fake in tests) — `edge`/`region` would mangle such a URL. Its transport is one
+pooled keep-alive httpx client per connection and process (`worker/providers/twilio_http.py`),
+not the SDK's `requests` stack.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import requests
-from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -43,6 +40,7 @@ from worker.providers.base import (
     status_error,
 )
 from worker.providers.numbers import MAX_NUMBERS, AccountNumber, NumberListing
+from worker.providers.twilio_http import HTTPX_ERROR_TYPES, HttpxTwilioClient, translate_httpx_error
 from worker.receipts import DeliveryStatus, ReceiptUpdate
 
 try:  # twilio >= 9.10: RFC 9457 problem details; not a subclass of TwilioRestException
@@ -187,28 +185,6 @@ def _raw_dlr_time(value: Any) -> datetime | None:
         return None
 
 
-class _PerThreadResponseClient(TwilioHttpClient):  # type: ignore[misc]
-    """TwilioHttpClient that remembers each thread's last response, for its headers: the SDK's
-    exceptions drop them, and Retry-After lives there."""
-
-    def __init__(self, *, timeout: float, pool_size: int) -> None:
-        super().__init__(timeout=timeout)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        self._local = threading.local()
-
-    def request(self, *args: Any, **kwargs: Any) -> Response:
-        self._local.response = None
-        response: Response = super().request(*args, **kwargs)
-        self._local.response = response
-        return response
-
-    def last_headers(self) -> dict[str, str]:
-        response = getattr(self._local, "response", None)
-        return dict(response.headers) if response is not None and response.headers else {}
-
-
 #: IncomingPhoneNumbers read per request (Twilio's default is 50, its most 1,000).
 NUMBERS_PAGE_SIZE = 100
 
@@ -254,7 +230,8 @@ class TwilioProvider(SmsProvider):
         return NumberListing(tuple(numbers[:MAX_NUMBERS]), truncated=len(numbers) > MAX_NUMBERS)
 
     def __init__(self, connection: Connection, *, timeout: float, pool_size: int = 64) -> None:
-        self._http = _PerThreadResponseClient(timeout=timeout, pool_size=pool_size)
+        # One pooled keep-alive httpx client per connection and process (worker/providers/twilio_http.py).
+        self._http = HttpxTwilioClient(timeout=timeout, pool_size=pool_size)
         # `environment` must be a non-empty mapping or the SDK falls back to os.environ.
         self._client = Client(
             connection.secret("account_sid"),
@@ -279,8 +256,8 @@ class TwilioProvider(SmsProvider):
     def translate(self, exc: Exception) -> SendError:
         if isinstance(exc, TwilioRestException | TwilioServiceException):
             return self._from_twilio_error(exc)
-        if isinstance(exc, requests.exceptions.RequestException):
-            return translate_requests_error(exc)
+        if isinstance(exc, HTTPX_ERROR_TYPES):
+            return translate_httpx_error(exc)
         if isinstance(exc, TwilioException):
             return SendError(ErrorCode.PROVIDER_ERROR, f"twilio: {type(exc).__name__}")
         return super().translate(exc)
@@ -302,7 +279,7 @@ class TwilioProvider(SmsProvider):
         )
 
     def close(self) -> None:
-        self._http.session.close()
+        self._http.close()
 
     @classmethod
     def receipt(cls, fields: Mapping[str, Any], *, source: str = "callback") -> ReceiptUpdate:
@@ -412,9 +389,7 @@ class _Form(dict[str, list[str]]):
 @contextlib.contextmanager
 def _account_client(connection: Connection, timeout: float) -> Iterator[Client]:
     """An SDK client for one CLI request; every SDK or transport error leaves as a `SendError`."""
-    # The SDK logs every request at INFO (URL and headers); keep it quiet here too.
-    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
-    http = TwilioHttpClient(timeout=timeout)
+    http = HttpxTwilioClient(timeout=timeout, pool_size=1)
     client = Client(
         connection.secret("account_sid"),
         connection.secret("auth_token"),
@@ -427,8 +402,8 @@ def _account_client(connection: Connection, timeout: float) -> Iterator[Client]:
         yield client
     except TwilioRestException as exc:
         raise _account_error(int(exc.status or 0), exc.code if isinstance(exc.code, int) else None) from None
-    except requests.exceptions.RequestException as exc:
-        raise translate_requests_error(exc) from None
+    except HTTPX_ERROR_TYPES as exc:
+        raise translate_httpx_error(exc) from None
     except TwilioException as exc:
         # A list page that is not 200 comes as TwilioException("Unable to fetch page", response).
         response = exc.args[1] if len(exc.args) > 1 else None
@@ -436,7 +411,7 @@ def _account_client(connection: Connection, timeout: float) -> Iterator[Client]:
             raise _account_error(response.status_code, _code_of(response.text)) from None
         raise SendError(ErrorCode.PROVIDER_ERROR, f"twilio: {type(exc).__name__}") from None
     finally:
-        http.session.close()
+        http.close()
 
 
 def _code_of(text: str) -> int | None:
@@ -459,24 +434,6 @@ def _account_error(status: int, code: int | None) -> SendError:
         code=ERROR_TABLE.get(code) if code is not None else None,
         provider_code=code if code is not None else status,
         detail=detail,
-    )
-
-
-def translate_requests_error(exc: requests.exceptions.RequestException) -> SendError:
-    """requests' transport errors (the SDK's transport) in the taxonomy."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return SendError(ErrorCode.PROVIDER_UNAVAILABLE, "cannot connect to twilio (connect timeout)")
-    if isinstance(exc, requests.exceptions.Timeout):
-        return SendError(ErrorCode.PROVIDER_UNAVAILABLE, "twilio did not answer in time", ambiguous=True)
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        refused = "NewConnectionError" in repr(exc.args) or "Connection refused" in str(exc)
-        return SendError(
-            ErrorCode.PROVIDER_UNAVAILABLE,
-            "cannot connect to twilio" if refused else "the connection to twilio failed",
-            ambiguous=not refused,
-        )
-    return SendError(
-        ErrorCode.PROVIDER_UNAVAILABLE, f"twilio request failed ({type(exc).__name__})", ambiguous=True
     )
 
 

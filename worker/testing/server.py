@@ -1,7 +1,7 @@
 """`FakeServer`: a scriptable HTTP/1.1 server on 127.0.0.1, the base of every fake provider.
 
 It runs asyncio + h11 on a background thread. The thread keeps it usable from synchronous tests and
-blocking SDKs (twilio → requests). Asyncio is there because the benchmark holds hundreds of keep-alive
+blocking SDKs (Twilio's). Asyncio is there because the benchmark holds hundreds of keep-alive
 connections open, each answered after ~100 ms of artificial latency (~1,000 req/s), and a thread per
 connection (`http.server`) cannot do that on two cores.
 
