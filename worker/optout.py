@@ -6,7 +6,10 @@ connection when the connection's `opt_out_scope` is `connection`. It is added wh
 - an inbound text with an opt-out keyword arrives (`handle_inbound`, called by the HTTP service);
 - a send fails with the provider's opt-out code (Twilio 21610, Telnyx 40300: the providers' error
   tables map them to `recipient_opted_out`, and the service then calls `record`);
-- a delivery receipt says so (Plivo `ErrorCode` 200);
+- a delivery receipt says so (Plivo `ErrorCode` 200, or any receipt whose error the provider's
+  table maps to `recipient_opted_out`): the message's mapping, written with the `accepted`
+  outcome, carries the list and field (`mapping_fields`), and `worker.receipts.apply_receipt`
+  sets it in the same script that ranks the receipt;
 - an operator adds it (`midcall-sms optout add`).
 
 START / UNSTOP / YES removes it. Each connection's list is one Redis hash,
@@ -80,6 +83,29 @@ def field(digest: str, sender: str | None) -> str:
     return f"{sender or ALL_NUMBERS}|{digest}"
 
 
+def scope_sender(connection: Connection, sender: str | None) -> str | None:
+    """The sending number an opt-out from `sender` is recorded for: itself (default: the
+    connection's number), or None (the whole connection) with `opt_out_scope: connection`."""
+    sender = sender or connection.from_number
+    return sender if connection.opt_out_scope == "number" else None
+
+
+def mapping_fields(connection: Connection, number: str, sender: str | None, *, key: bytes) -> dict[str, str]:
+    """What a sent message's mapping keeps so that a receipt saying "opted out" can record it
+    without the number: the list's key and the entry's field (the keyed hash, never the number)."""
+    return {
+        "optout_key": list_key(connection),
+        "optout_field": field(hash_number(key, number), scope_sender(connection, sender)),
+    }
+
+
+def entry_json(masked_number: str, field_name: str, reason: str) -> str:
+    """An entry's value for a list field (`<sender>|<hash>`), as `record` writes it."""
+    sender = field_name.split("|", 1)[0]
+    entry = {"number": masked_number, "sender": sender, "at": utcnow().isoformat(), "reason": reason[:200]}
+    return json.dumps(entry, separators=(",", ":"))
+
+
 def keyword(text: str, hint: str | None = None) -> Action | None:
     """What an inbound text asks for: the provider's own reading first (Twilio `OptOutType`),
     else the whole text, trimmed and case-folded, against the keyword lists."""
@@ -113,12 +139,8 @@ def record(
 ) -> None:
     """Opt `number` out: from `sender` (default: the connection's number), or from the whole
     connection when its `opt_out_scope` is `connection` (or it has no number). One HSET."""
-    sender = sender or connection.from_number
-    scoped = sender if connection.opt_out_scope == "number" else None
-    entry = {"number": mask_number(number), "sender": scoped or ALL_NUMBERS, "at": utcnow().isoformat(),
-             "reason": reason[:200]}  # fmt: skip
-    digest = hash_number(_key(client, key, settings), number)
-    client.hset(list_key(connection), field(digest, scoped), json.dumps(entry, separators=(",", ":")))
+    name = field(hash_number(_key(client, key, settings), number), scope_sender(connection, sender))
+    client.hset(list_key(connection), name, entry_json(mask_number(number) or "", name, reason))
 
 
 def remove(

@@ -53,6 +53,7 @@ from producers.contract import (
     DELIVERY_RANK,
     FINAL_DELIVERY_STATUSES,
     PARKED_TTL_SECONDS,
+    ErrorCode,
     ErrorInfo,
     Status,
     events_key,
@@ -61,7 +62,7 @@ from producers.contract import (
     parked_key,
     receipts_log_key,
 )
-from worker import events, metrics, tracing
+from worker import events, metrics, optout, tracing
 
 DeliveryStatus = Literal["queued", "sending", "sent", "delivered", "undelivered", "unconfirmed"]
 ApplyResult = Literal["published", "duplicate", "stale", "parked", "mismatch"]
@@ -160,9 +161,10 @@ redis.call('EXPIRE', KEYS[3], tonumber(ARGV[2]))
 return 'parked'
 """
 
-# KEYS: mapping hash, the call's event stream, receipts log.
+# KEYS: mapping hash, the call's event stream, receipts log (, the connection's opt-out list).
 # ARGV: status, rank, event JSON ('' for a status that publishes nothing), update JSON, log ttl s,
-#       '1' when the receipt was parked before (its raw fields are already in the log).
+#       '1' when the receipt was parked before (its raw fields are already in the log),
+#       the opt-out field and its entry JSON ('' unless the receipt says the recipient opted out).
 _RANK = f"""
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return 'stale' end
@@ -183,6 +185,7 @@ local fields = {{'receipt', ARGV[4], 'result', result}}
 if ARGV[6] == '1' then fields = {{'receipt', ARGV[4], 'result', result, 'was_parked', '1'}} end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', {RECEIPTS_LOG_MAXLEN}, '*', unpack(fields))
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
+if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', KEYS[4], ARGV[7], ARGV[8]) end
 return result
 """
 
@@ -267,21 +270,24 @@ def _apply_mapped(
         event_json = events.delivery_event(
             mapping, status, error=update.error, provider_message_id=update.message_id
         ).dumps()
-    result = rank(
-        keys=[
-            message_key(update.provider, update.message_id),
-            events_key(mapping["call_id"]),
-            receipts_log_key(update.provider, update.message_id),
-        ],
-        args=[
-            update.status,
-            DELIVERY_RANK[status] if status is not None else -1,
-            event_json,
-            stored,
-            log_ttl,
-            "1" if was_parked else "",
-        ],
-    )
+    keys = [
+        message_key(update.provider, update.message_id),
+        events_key(mapping["call_id"]),
+        receipts_log_key(update.provider, update.message_id),
+    ]
+    args: list[Any] = [
+        update.status,
+        DELIVERY_RANK[status] if status is not None else -1,
+        event_json,
+        stored,
+        log_ttl,
+        "1" if was_parked else "",
+    ]
+    opt_out = _opt_out(update, mapping)
+    if opt_out is not None:
+        keys.append(opt_out[0])
+        args.extend(opt_out[1:])
+    result = rank(keys=keys, args=args)
     applied: ApplyResult = _text(result)  # type: ignore[assignment]
     if applied == "published":
         metrics.observe_receipt(
@@ -289,6 +295,20 @@ def _apply_mapped(
             at=update.occurred_at if update.occurred_at and update.occurred_at.tzinfo else datetime.now(UTC),
         )  # fmt: skip
     return applied
+
+
+def _opt_out(update: ReceiptUpdate, mapping: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """The opt-out list, field and entry to set when the receipt says the recipient opted out
+    (Plivo 200, Telnyx 40300, Twilio 21610, …: the provider's table maps it to
+    `recipient_opted_out`), from the fields the mapping keeps (`worker.optout.mapping_fields`)."""
+    if update.error is None or update.error.code != ErrorCode.RECIPIENT_OPTED_OUT:
+        return None
+    key, name = mapping.get("optout_key"), mapping.get("optout_field")
+    if not key or not name:
+        return None  # a mapping written before it kept the opt-out fields
+    code = f" {update.error.provider_code}" if update.error.provider_code else ""
+    reason = f"{update.provider}{code} receipt"
+    return key, name, optout.entry_json(mapping.get("to") or "", name, reason)
 
 
 def _when(value: str | None) -> datetime | None:

@@ -408,10 +408,21 @@ class SmsService:
         self._use_fallback(delivery, plan, delivery.attempt)
         # A timeout on the primary may still have delivered: the fallback's copy may be a second one.
         delivery.possible_duplicate = delivery.possible_duplicate or err.ambiguous
+        assert delivery.plan is not None
+        if self._opted_out_on(delivery.plan):
+            self._finish_failed(delivery, SendError(ErrorCode.RECIPIENT_OPTED_OUT, _OPTED_OUT))
+            return None
         self._idem.mark_calling(delivery.job.idempotency_key, owner=delivery.owner)
         events.publish(self._redis, self._event(delivery, Status.SENDING, terminal=False))
         assert delivery.plan is not None
         return self._send(delivery, delivery.plan)
+
+    def _opted_out_on(self, plan: SendPlan) -> bool:
+        """Whether the recipient opted out on the plan's connection. The claim checked the
+        primary connection's list; a switch to the fallback checks the fallback's here (one
+        HMGET, only on a fallback; its retries are claimed on the fallback's list)."""
+        found = optout.check(self._redis, plan.connection, plan.to, sender=plan.from_, key=self.number_key())
+        return found is not None
 
     @staticmethod
     def _use_fallback(delivery: Delivery, plan: SendPlan, since: int) -> None:
@@ -525,6 +536,10 @@ class SmsService:
                 "expires_at": delivery.job.expires_at.isoformat(),
                 "status": Status.ACCEPTED.value,
                 "rank": 0,
+                # where a receipt saying "opted out" records it (the number's keyed hash)
+                **optout.mapping_fields(
+                    connection, delivery.plan.to, delivery.plan.from_, key=self.number_key()
+                ),
             },
         )
         pipe.expire(key, self._settings.idempotency_ttl)
