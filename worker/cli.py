@@ -15,9 +15,8 @@ from pathlib import Path
 import redis
 from pydantic import ValidationError
 
-from worker import dead_cli, logs
+from worker import config_cli, dead_cli, logs
 from worker.bench import options as bench_options  # argparse and dataclasses only
-from worker.config import commands
 from worker.config.crypto import Crypto
 from worker.config.loader import load_file
 from worker.errors import ConfigError, SmsError
@@ -122,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
     encrypt = config.add_parser("encrypt", help="print an enc: token for a secret ('-' reads standard input)")
     encrypt.add_argument("value")
     encrypt.set_defaults(run=_encrypt)
-    commands.register(config)
+    config_cli.register(config)
     register_optout(commands_)
     dead_cli.register(commands_)
     return root

@@ -91,12 +91,12 @@ def _connection(config: SmsConfig, job: Job, sms: SmsMidCall) -> Connection:
         if found is None:
             raise SendError(ErrorCode.SENDER_INVALID, f"unknown connection {label!r}")
         return found
-    if sms.provider == "custom":
+    if sms.provider is not None and PROVIDER_CLASSES[sms.provider].spec.endpoint_url:
         if not sms.custom_api_url:
-            raise SendError(ErrorCode.SMS_DISABLED, "provider custom needs custom_api_url")
+            raise SendError(ErrorCode.SMS_DISABLED, f"provider {sms.provider} needs custom_api_url")
         return Connection(
-            label=f"{job.agent_id} custom endpoint",
-            provider="custom",
+            label=f"{job.agent_id} {sms.provider} endpoint",
+            provider=sms.provider,
             custom_api_url=sms.custom_api_url,
             custom_api_headers=dict(sms.custom_api_headers),
         )

@@ -243,7 +243,7 @@ def test_webhook_public_key_is_validated_at_load() -> None:
     for bad in ("not base64", base64.b64encode(b"x" * 31).decode()):
         with pytest.raises(ValidationError, match="webhook_public_key"):
             telnyx_connection(bad)
-    with pytest.raises(ValidationError, match="only Telnyx"):
+    with pytest.raises(ValidationError, match="only telnyx connections"):
         Connection(
             label="T", provider="twilio", webhook_public_key=public,
             credentials={"account_sid": "AC" + "0" * 32, "auth_token": "x"},

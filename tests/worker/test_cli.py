@@ -22,7 +22,7 @@ from tests.redis_dump import dump_all
 from worker.cli import main, safe_url
 from worker.config.crypto import Crypto
 from worker.config.models import Connection
-from worker.config.probe import probe
+from worker.providers.probe import probe
 from worker.testing.twilio import FakeTwilio
 
 SID = "AC" + "0123456789abcdef" * 2

@@ -20,12 +20,12 @@ from cryptography.x509.oid import NameOID
 
 from producers.contract import ErrorCode
 from worker.config.models import Connection
-from worker.config.probe import probe
 from worker.errors import SendError
 from worker.providers import ProviderPool
 from worker.providers.base import OutboundSms
 from worker.providers.custom import CustomProvider, check_endpoint, probe_endpoint
 from worker.providers.pinning import PinnedBackend, PinnedResolver, PinnedTransport
+from worker.providers.probe import probe
 from worker.settings import Settings
 from worker.testing.custom import FakeCustomEndpoint
 

@@ -13,12 +13,12 @@ import pytest
 
 from producers.contract import ErrorCode
 from worker.config.models import Connection, SmsConfig
-from worker.config.probe import list_numbers
-from worker.config.senders import SenderUse, senders_of
 from worker.errors import SendError
 from worker.providers import PROVIDER_CLASSES, OutboundSms, SmsProvider, numbers
 from worker.providers.numbers import NumberListing
 from worker.providers.plivo import PlivoProvider
+from worker.providers.probe import list_numbers
+from worker.providers.senders import SenderUse, senders_of
 from worker.providers.telnyx import TelnyxProvider
 from worker.providers.twilio import TwilioProvider
 from worker.testing import FakePlivo, FakeServer, FakeTelnyx, FakeTwilio

@@ -9,31 +9,33 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from worker import templates
+from worker.provider_specs import SPECS, names
 from worker.recipients import InvalidNumber, normalize
 
-ProviderName = Literal["twilio", "plivo", "telnyx", "custom", "sandbox"]
 
-#: credential fields each provider needs (optional ones are allowed besides)
-REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "twilio": ("account_sid", "auth_token"),
-    "plivo": ("auth_id", "auth_token"),
-    "telnyx": ("api_key",),
-    "custom": (),
-    "sandbox": (),
-}
-OPTIONAL_CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "twilio": (),
-    "plivo": (),
-    "telnyx": ("messaging_profile_id",),
-    "custom": (),
-    "sandbox": (),
-}
+def _known_provider(value: str) -> str:
+    # The value is not echoed: a misplaced secret must not end up in the refusal.
+    if value not in SPECS:
+        raise ValueError(f"not a provider name (one of: {names()})")
+    return value
+
+
+#: A provider name of the registry's specs (`worker/provider_specs.py`).
+ProviderName = Annotated[str, AfterValidator(_known_provider)]
 
 
 def _e164(value: str | None) -> str | None:
@@ -126,21 +128,26 @@ class Connection(BaseModel):
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Connection:
-        required = REQUIRED_CREDENTIALS[self.provider]
+        spec = SPECS[self.provider]
         missing = [
-            name for name in required if not self.credentials.get(name, SecretStr("")).get_secret_value()
+            name
+            for name in spec.required_credentials
+            if not self.credentials.get(name, SecretStr("")).get_secret_value()
         ]
         if missing:
             raise ValueError(f"credentials: missing {', '.join(missing)} for provider {self.provider}")
-        unknown = sorted(set(self.credentials) - set(required) - set(OPTIONAL_CREDENTIALS[self.provider]))
+        unknown = sorted(set(self.credentials) - set(spec.credential_fields))
         if unknown:
             raise ValueError(
                 f"credentials: unknown field(s) {', '.join(unknown)} for provider {self.provider}"
             )
-        if self.provider == "custom" and not self.custom_api_url:
-            raise ValueError("custom_api_url: required for provider custom")
-        if self.webhook_public_key is not None and self.provider != "telnyx":
-            raise ValueError("webhook_public_key: only Telnyx connections sign callbacks with a public key")
+        if spec.endpoint_url and not self.custom_api_url:
+            raise ValueError(f"custom_api_url: required for provider {self.provider}")
+        if self.webhook_public_key is not None and not spec.webhook_public_key:
+            signers = ", ".join(s.name for s in SPECS.values() if s.webhook_public_key)
+            raise ValueError(
+                f"webhook_public_key: only {signers} connections sign callbacks with a public key"
+            )
         return self
 
     def secret(self, name: str) -> str:
@@ -266,7 +273,7 @@ class SmsConfig(BaseModel):
                 f"connections: {', '.join(map(repr, owners))} share the webhook id "
                 f"{', '.join(map(repr, clashing))}; give one of them its own `id`"
             )
-        for provider in REQUIRED_CREDENTIALS:
+        for provider in SPECS:
             defaults = [c.label for c in self.connections if c.provider == provider and c.default]
             if len(defaults) > 1:
                 raise ValueError(f"connections: more than one default for provider {provider}: {defaults}")

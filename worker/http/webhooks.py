@@ -2,7 +2,8 @@
 
 Each request, in this order, answering as soon as one step refuses:
 
-1. the provider must take callbacks (Twilio, Plivo, Telnyx), else 404;
+1. the provider must take callbacks (its class `signs_callbacks`: `CALLBACK_PROVIDERS` of
+   `worker/providers/registry.py`), else 404;
 2. the body is read up to 64 KiB, else 413 (the limit is enforced while reading);
 3. the connection is found by provider and id in the current config, else 404;
 4. the signature is checked on the raw body with that connection's credentials, by the
@@ -46,16 +47,11 @@ from worker.config.models import Connection
 from worker.http import inbound
 from worker.http.body import BodyTooLarge, read_limited
 from worker.http.state import ServiceState
-from worker.providers import PROVIDER_CLASSES, SmsProvider
+from worker.providers import CALLBACK_PROVIDERS, SmsProvider
 from worker.providers.callbacks import MAX_BODY_BYTES
 from worker.receipts import apply_receipt
 
 log = structlog.get_logger("worker.http.webhooks")
-
-#: the providers whose callbacks this service takes
-CALLBACK_PROVIDERS: dict[str, type[SmsProvider]] = {
-    name: cls for name, cls in PROVIDER_CLASSES.items() if cls.signs_callbacks
-}
 
 
 def _ignored() -> Response:

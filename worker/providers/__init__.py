@@ -1,4 +1,7 @@
-"""Providers, one module each behind `SmsProvider`, and the per-process pool that reuses them.
+"""Providers, one module each behind `SmsProvider`, their registry, and the per-process pool.
+
+Which providers exist is `worker/provider_specs.py`; `worker/providers/registry.py` loads each
+one's class, and everything else reaches a provider through it (docs/architecture.md).
 
 A provider (and its HTTP connection pool) is built once per connection and worker process and
 reused for every message (keep-alive); a changed connection gets a new one.
@@ -10,44 +13,34 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
 
 import httpx
 import redis
 
 from worker.config.models import Connection
-from worker.providers.base import OutboundSms, Receipt, SmsProvider
-from worker.providers.custom import CustomProvider
+from worker.providers.base import OutboundSms, ProviderResources, Receipt, SmsProvider
 from worker.providers.pinning import PinnedBackend, PinnedResolver, PinnedTransport
-from worker.providers.plivo import PlivoProvider
-from worker.providers.sandbox import SandboxProvider
-from worker.providers.telnyx import TelnyxProvider
-from worker.providers.twilio import TwilioProvider
-from worker.receipts import ReceiptUpdate
+from worker.providers.registry import (
+    CALLBACK_PROVIDERS,
+    PROVIDER_CLASSES,
+    RECEIPT_PROVIDERS,
+    provider_class,
+    receipt_parser,
+)
 from worker.settings import Settings
 
-__all__ = ["PROVIDER_CLASSES", "OutboundSms", "ProviderPool", "Receipt", "SmsProvider", "receipt_parser"]
-
-#: Each provider name's class, for what a provider knows without being built (its message
-#: limits, default sender rates, error tables, receipt parsing) and the account requests the CLI
-#: makes (`check_credentials`, `list_numbers`, `check_sender`).
-PROVIDER_CLASSES: dict[str, type[SmsProvider]] = {
-    "twilio": TwilioProvider,
-    "plivo": PlivoProvider,
-    "telnyx": TelnyxProvider,
-    "custom": CustomProvider,
-    "sandbox": SandboxProvider,
-}
-#: Providers whose messages have delivery receipts (callbacks and/or status polls).
-RECEIPT_PROVIDERS = frozenset({"twilio", "plivo", "telnyx", "sandbox"})
-
-
-def receipt_parser(provider: str) -> Callable[..., ReceiptUpdate]:
-    """`<Provider>.receipt` for a provider name: raw callback fields -> `ReceiptUpdate`
-    (`KeyError` for a provider without receipts)."""
-    if provider not in RECEIPT_PROVIDERS:
-        raise KeyError(provider)
-    return PROVIDER_CLASSES[provider].receipt
+__all__ = [
+    "CALLBACK_PROVIDERS",
+    "PROVIDER_CLASSES",
+    "RECEIPT_PROVIDERS",
+    "OutboundSms",
+    "ProviderPool",
+    "ProviderResources",
+    "Receipt",
+    "SmsProvider",
+    "provider_class",
+    "receipt_parser",
+]
 
 
 def fingerprint(connection: Connection) -> str:
@@ -63,7 +56,8 @@ RETIRE_AFTER = 120.0
 
 
 class ProviderPool:
-    """Providers by connection, built on first use and reused (thread-safe).
+    """Providers by connection, built on first use and reused (thread-safe); the
+    `ProviderResources` each provider's `build` takes (the shared httpx clients, Redis, settings).
 
     When a connection's settings change (a live config change), the new settings get a new
     provider and the old one is closed a while later, so a long-lived worker does not collect
@@ -80,6 +74,14 @@ class ProviderPool:
         self._http: httpx.Client | None = None
         self._pinned_http: httpx.Client | None = None
         self._resolver = PinnedResolver(ttl=settings.custom_dns_ttl)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
 
     def http(self) -> httpx.Client:
         """One httpx client for every httpx-based provider of this process."""
@@ -144,23 +146,7 @@ class ProviderPool:
         self._retired = keep
 
     def _build(self, connection: Connection) -> SmsProvider:
-        timeout = self._settings.provider_timeout
-        if connection.provider == "twilio":
-            return TwilioProvider(connection, timeout=timeout, pool_size=self._settings.concurrency)
-        if connection.provider == "custom":
-            assert connection.custom_api_url is not None  # checked by the model
-            headers = {k: v.get_secret_value() for k, v in connection.custom_api_headers.items()}
-            return CustomProvider(
-                connection.custom_api_url,
-                headers,
-                http=self.pinned_http(),
-                allow_private=self._settings.allow_private_endpoints,
-            )
-        if connection.provider == "plivo":
-            return PlivoProvider(connection, http=self.http())
-        if connection.provider == "telnyx":
-            return TelnyxProvider(connection, http=self.http())
-        return SandboxProvider(self._redis)
+        return provider_class(connection.provider).build(connection, self)
 
     def close(self) -> None:
         with self._lock:

@@ -1,5 +1,12 @@
 """The provider boundary: one small base class, and the translation of HTTP transport errors.
 
+A provider class is everything the worker knows of one vendor: its spec (name, credential fields:
+`worker/provider_specs.py`), how it is built from a connection (`build`), sends (`_send`), checks an
+account (`check_credentials`, `list_numbers`, `check_sender`), verifies and parses callbacks
+(`verify_callback`, `callback_fields`, `receipt`, `inbound_message`), polls (`fetch_status`), and
+its error and receipt tables (module level, beside the class). Everything else finds it by name
+in `worker/providers/registry.py`.
+
 A provider's `send()` returns a `Receipt` or raises `SendError`; every lower-level exception is
 translated in its module's one error table, so nothing from an SDK or httpx crosses this line.
 """
@@ -9,18 +16,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 import httpx
+import redis
 
 from producers.contract import MAX_MESSAGE_CHARS, ErrorCode, ErrorInfo, reason
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.inbound import InboundMessage
+from worker.provider_specs import ProviderSpec
 from worker.providers.callbacks import MalformedCallback
 from worker.providers.numbers import NotSupported, NumberListing, SenderCheck, check_in_listing
 from worker.receipts import ReceiptUpdate
 from worker.segments import Encoding, Segments
+from worker.settings import Settings
 
 #: Kinds of sending number, for the default sender rates (`SmsProvider.sender_rates`).
 NumberType = Literal["long_code", "toll_free", "short_code", "international"]
@@ -87,10 +97,31 @@ class Receipt:
     status: str | None = None
 
 
-class SmsProvider:
-    """Sends one SMS through one vendor account. Subclasses implement `_send`, and the account
-    requests the CLI makes (`check_credentials`, `list_numbers`) where the provider has them."""
+class ProviderResources(Protocol):
+    """What a worker process lends the providers it builds (`ProviderPool`): shared, long-lived."""
 
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
+    def http(self) -> httpx.Client:
+        """The process's httpx client for providers' own APIs (keep-alive, `SMS_PROVIDER_TIMEOUT`)."""
+        ...
+
+    def pinned_http(self) -> httpx.Client:
+        """The httpx client for endpoints of the user's: only checked, pinned addresses."""
+        ...
+
+
+class SmsProvider:
+    """Sends one SMS through one vendor account. Subclasses set `spec` and `name`, implement
+    `build` and `_send`, and the account requests the CLI makes (`check_credentials`,
+    `list_numbers`) where the provider has them."""
+
+    #: the provider's entry in `worker/provider_specs.py` (name, credential fields, options)
+    spec: ClassVar[ProviderSpec]
     name: ClassVar[str]
     #: `check_credentials` takes `allow_private` and `resolver` too (an endpoint of the user's)
     checks_endpoint: ClassVar[bool] = False
@@ -132,6 +163,12 @@ class SmsProvider:
         return check_in_listing(listing, number)
 
     # -- sending ---------------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, connection: Connection, resources: ProviderResources) -> Self:
+        """The provider for `connection`, built once per connection and process (`ProviderPool`)
+        from the process's shared `resources`."""
+        raise NotImplementedError(f"{cls.__name__} does not implement build()")  # pragma: no cover
 
     def send(self, sms: OutboundSms) -> Receipt:
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from typing import ClassVar
+from typing import ClassVar, Self
 from urllib.parse import SplitResult, urlsplit
 
 import httpcore
@@ -23,8 +23,10 @@ import httpx
 from producers.contract import ErrorCode
 from worker.config.models import Connection
 from worker.errors import SendError
+from worker.provider_specs import SPECS, ProviderSpec
 from worker.providers.base import (
     OutboundSms,
+    ProviderResources,
     Receipt,
     SmsProvider,
     map_transport_errors,
@@ -108,7 +110,8 @@ def probe_endpoint(
 
 
 class CustomProvider(SmsProvider):
-    name: ClassVar[str] = "custom"
+    spec: ClassVar[ProviderSpec] = SPECS["custom"]
+    name: ClassVar[str] = spec.name
 
     #: `config connection test` passes SMS_ALLOW_PRIVATE_ENDPOINTS (and, in tests, a resolver)
     checks_endpoint: ClassVar[bool] = True
@@ -137,6 +140,18 @@ class CustomProvider(SmsProvider):
     @classmethod
     def requires_sender(cls, connection: Connection) -> bool:
         return False
+
+    @classmethod
+    def build(cls, connection: Connection, resources: ProviderResources) -> Self:
+        """Through `resources.pinned_http()`: the endpoint's host is the user's, its DNS untrusted."""
+        assert connection.custom_api_url is not None  # checked by the model (`endpoint_url`)
+        headers = {k: v.get_secret_value() for k, v in connection.custom_api_headers.items()}
+        return cls(
+            connection.custom_api_url,
+            headers,
+            http=resources.pinned_http(),
+            allow_private=resources.settings.allow_private_endpoints,
+        )
 
     def __init__(self, url: str, headers: dict[str, str], *, http: httpx.Client, allow_private: bool) -> None:
         """`http` must be a client on a `PinnedTransport` (`ProviderPool.pinned_http`)."""

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
@@ -19,12 +19,14 @@ from producers.contract import ErrorCode, reason
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.inbound import InboundMessage
+from worker.provider_specs import SPECS, ProviderSpec
 from worker.providers import callbacks
 from worker.providers.base import (
     CARRIER_SENDER_RATES,
     MessageLimits,
     NumberType,
     OutboundSms,
+    ProviderResources,
     Receipt,
     SmsProvider,
     map_transport_errors,
@@ -178,7 +180,8 @@ NUMBERS_PAGE_SIZE = 20
 
 
 class PlivoProvider(SmsProvider):
-    name: ClassVar[str] = "plivo"
+    spec: ClassVar[ProviderSpec] = SPECS["plivo"]
+    name: ClassVar[str] = spec.name
     callbacks: ClassVar[bool] = True
     polls: ClassVar[bool] = True
     limits: ClassVar[MessageLimits] = MessageLimits(max_chars={"gsm7": 1600, "ucs2": 737})
@@ -223,6 +226,10 @@ class PlivoProvider(SmsProvider):
                 raise SendError(ErrorCode.PROVIDER_ERROR, "plivo: the next page is on another host")
         truncated = len(numbers) > MAX_NUMBERS or (url is not None)
         return NumberListing(tuple(numbers[:MAX_NUMBERS]), truncated=truncated)
+
+    @classmethod
+    def build(cls, connection: Connection, resources: ProviderResources) -> Self:
+        return cls(connection, http=resources.http())
 
     def __init__(self, connection: Connection, *, http: httpx.Client) -> None:
         auth_id = connection.secret("auth_id")

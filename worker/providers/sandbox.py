@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import httpx
 import redis
@@ -40,7 +40,8 @@ import redis
 from producers.contract import SANDBOX_OUTBOX_KEY, ErrorCode, utcnow
 from worker.config.models import Connection
 from worker.errors import SendError
-from worker.providers.base import OutboundSms, Receipt, SmsProvider, receipt_error
+from worker.provider_specs import SPECS, ProviderSpec
+from worker.providers.base import OutboundSms, ProviderResources, Receipt, SmsProvider, receipt_error
 from worker.providers.numbers import AccountNumber, NumberListing, SenderCheck
 from worker.providers.twilio import RECEIPT_ERRORS as TWILIO_RECEIPT_ERRORS
 from worker.receipts import DeliveryStatus, ReceiptUpdate
@@ -82,7 +83,8 @@ SANDBOX_NUMBERS = (AccountNumber("+15005550006", sms=True, mms=True, voice=True,
 
 
 class SandboxProvider(SmsProvider):
-    name: ClassVar[str] = "sandbox"
+    spec: ClassVar[ProviderSpec] = SPECS["sandbox"]
+    name: ClassVar[str] = spec.name
     polls: ClassVar[bool] = True
 
     @classmethod
@@ -100,6 +102,10 @@ class SandboxProvider(SmsProvider):
     @classmethod
     def check_sender(cls, connection: Connection, listing: NumberListing, number: str) -> SenderCheck:
         return SenderCheck(number, True, "the sandbox sends from any number")
+
+    @classmethod
+    def build(cls, connection: Connection, resources: ProviderResources) -> Self:
+        return cls(resources.redis)
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client

@@ -13,7 +13,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import httpx
 from cryptography.exceptions import InvalidSignature
@@ -23,12 +23,14 @@ from producers.contract import ErrorCode, reason
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.inbound import InboundMessage
+from worker.provider_specs import SPECS, ProviderSpec
 from worker.providers import callbacks
 from worker.providers.base import (
     CARRIER_SENDER_RATES,
     MessageLimits,
     NumberType,
     OutboundSms,
+    ProviderResources,
     Receipt,
     SmsProvider,
     map_transport_errors,
@@ -220,7 +222,8 @@ def _account_error(response: httpx.Response) -> SendError:
 
 
 class TelnyxProvider(SmsProvider):
-    name: ClassVar[str] = "telnyx"
+    spec: ClassVar[ProviderSpec] = SPECS["telnyx"]
+    name: ClassVar[str] = spec.name
     callbacks: ClassVar[bool] = True
     polls: ClassVar[bool] = True
     limits: ClassVar[MessageLimits] = MessageLimits(max_parts=10, parts_source="Telnyx's limit")
@@ -287,6 +290,10 @@ class TelnyxProvider(SmsProvider):
         if check.ok and profile and found is not None and found.messaging_profile_id != profile:
             return SenderCheck(number, False, "on the account but on another messaging profile")
         return check
+
+    @classmethod
+    def build(cls, connection: Connection, resources: ProviderResources) -> Self:
+        return cls(connection, http=resources.http())
 
     def __init__(self, connection: Connection, *, http: httpx.Client) -> None:
         base = (connection.api_base_url or DEFAULT_BASE_URL).rstrip("/")

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -27,12 +27,14 @@ from producers.contract import ErrorCode
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.inbound import InboundMessage
+from worker.provider_specs import SPECS, ProviderSpec
 from worker.providers import callbacks
 from worker.providers.base import (
     CARRIER_SENDER_RATES,
     MessageLimits,
     NumberType,
     OutboundSms,
+    ProviderResources,
     Receipt,
     SmsProvider,
     receipt_error,
@@ -190,7 +192,8 @@ NUMBERS_PAGE_SIZE = 100
 
 
 class TwilioProvider(SmsProvider):
-    name: ClassVar[str] = "twilio"
+    spec: ClassVar[ProviderSpec] = SPECS["twilio"]
+    name: ClassVar[str] = spec.name
     callbacks: ClassVar[bool] = True
     polls: ClassVar[bool] = True
     limits: ClassVar[MessageLimits] = MessageLimits(
@@ -228,6 +231,11 @@ class TwilioProvider(SmsProvider):
                     )
                 )
         return NumberListing(tuple(numbers[:MAX_NUMBERS]), truncated=len(numbers) > MAX_NUMBERS)
+
+    @classmethod
+    def build(cls, connection: Connection, resources: ProviderResources) -> Self:
+        settings = resources.settings
+        return cls(connection, timeout=settings.provider_timeout, pool_size=settings.concurrency)
 
     def __init__(self, connection: Connection, *, timeout: float, pool_size: int = 64) -> None:
         # One pooled keep-alive httpx client per connection and process (worker/providers/twilio_http.py).

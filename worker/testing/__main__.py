@@ -13,6 +13,7 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from worker.testing import plivo, twilio
 from worker.testing.custom import FakeCustomEndpoint
@@ -20,6 +21,33 @@ from worker.testing.server import FakeServer, ServerOptions
 from worker.testing.telnyx import DEFAULT_API_KEY, FakeTelnyx
 
 _RECORDED = 10_000  # a long-running fake keeps only the newest requests in memory
+
+
+def _twilio(args: argparse.Namespace, validate: bool, options: ServerOptions) -> FakeServer:
+    token = args.auth_token or twilio.DEFAULT_AUTH_TOKEN
+    return twilio.FakeTwilio(args.account_sid, token, validate=validate, **options)
+
+
+def _plivo(args: argparse.Namespace, validate: bool, options: ServerOptions) -> FakeServer:
+    token = args.auth_token or plivo.DEFAULT_AUTH_TOKEN
+    return plivo.FakePlivo(args.auth_id, token, validate=validate, **options)
+
+
+def _telnyx(args: argparse.Namespace, validate: bool, options: ServerOptions) -> FakeServer:
+    return FakeTelnyx(args.api_key, validate=validate, **options)
+
+
+def _custom(args: argparse.Namespace, validate: bool, options: ServerOptions) -> FakeServer:
+    return FakeCustomEndpoint(dict(args.header), path=args.path, **options)
+
+
+#: Each provider's fake by provider name (a new provider's fake adds its line here).
+FAKES: dict[str, Callable[[argparse.Namespace, bool, ServerOptions], FakeServer]] = {
+    "twilio": _twilio,
+    "plivo": _plivo,
+    "telnyx": _telnyx,
+    "custom": _custom,
+}
 
 
 def build(args: argparse.Namespace) -> FakeServer:
@@ -30,18 +58,7 @@ def build(args: argparse.Namespace) -> FakeServer:
         "latency": args.latency_ms / 1000,
         "max_recorded": _RECORDED,
     }
-    validate = not args.no_validate
-    if args.provider == "twilio":
-        return twilio.FakeTwilio(
-            args.account_sid, args.auth_token or twilio.DEFAULT_AUTH_TOKEN, validate=validate, **options
-        )
-    if args.provider == "plivo":
-        return plivo.FakePlivo(
-            args.auth_id, args.auth_token or plivo.DEFAULT_AUTH_TOKEN, validate=validate, **options
-        )
-    if args.provider == "telnyx":
-        return FakeTelnyx(args.api_key, validate=validate, **options)
-    return FakeCustomEndpoint(dict(args.header), path=args.path, **options)
+    return FAKES[args.provider](args, not args.no_validate, options)
 
 
 def _header(item: str) -> tuple[str, str]:
@@ -53,7 +70,7 @@ def _header(item: str) -> tuple[str, str]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m worker.testing", description=__doc__.splitlines()[0])
-    p.add_argument("provider", choices=["twilio", "plivo", "telnyx", "custom"])
+    p.add_argument("provider", choices=list(FAKES))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     p.add_argument("--latency-ms", type=float, default=0.0, help="added before every answer")

@@ -4,7 +4,10 @@ Each command prints its result on standard output, or raises `ConfigError` (whic
 prints as one `error: …` line, exit status 2). No command prints a secret: `show` and `list` mask
 them, `export` writes `enc:` tokens. `connection test` exits 1 when the credentials do not work or
 a from-number is not an SMS-capable number of the account; `connection numbers` exits 1 when the
-account's numbers cannot be read. What they show of phone numbers: `worker/config/senders.py`.
+account's numbers cannot be read. What they show of phone numbers: `worker/providers/senders.py`.
+
+This module sits above both `worker.config` (the store) and `worker.providers` (the account
+requests), so that `worker.config` never imports `worker.providers`.
 """
 
 from __future__ import annotations
@@ -22,21 +25,20 @@ import yaml
 
 from producers.contract import mask_number
 from worker import redis_client
-from worker.config import sealed, senders
+from worker.config import sealed
 from worker.config.crypto import Crypto
 from worker.config.loader import expand_vars, load_file, parse_text, validate
-from worker.config.models import REQUIRED_CREDENTIALS, Agent, Connection, SmsConfig
-from worker.config.probe import list_numbers, probe
+from worker.config.models import Agent, Connection, SmsConfig
 from worker.config.store import RedisConfigStore
 from worker.errors import ConfigError
-from worker.providers import PROVIDER_CLASSES
+from worker.provider_specs import SPECS
+from worker.providers import provider_class, senders
+from worker.providers.probe import list_numbers, probe
 from worker.settings import Settings
 
 if TYPE_CHECKING:  # generic only in typeshed, not at run time
     #: what `ArgumentParser.add_subparsers()` returns
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
-
-_PROVIDERS = ", ".join(REQUIRED_CREDENTIALS)
 
 
 # -- plumbing ---------------------------------------------------------------------------------------
@@ -142,7 +144,7 @@ def _with_checked_sender(
 
     `--from-number` is checked against the account's numbers; without one, a provider that needs
     a sender offers the SMS-capable numbers on a terminal and refuses with their list elsewhere."""
-    provider = PROVIDER_CLASSES[connection.provider]
+    provider = provider_class(connection.provider)
     subject = f"connection {connection.label!r}"
     given = connection.from_number
     if given is None and not provider.requires_sender(connection):
@@ -234,7 +236,7 @@ def _connection_test(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     assert numbers.listing is not None
     if not uses:
-        if not PROVIDER_CLASSES[connection.provider].requires_sender(connection):
+        if not provider_class(connection.provider).requires_sender(connection):
             return 0
         print("  no from-number: neither the connection nor an agent using it sets one")
         return 1
@@ -290,8 +292,8 @@ def _agent_summary(agent: Agent) -> str:
     sms = agent.sms
     if sms.connection:
         through = f"connection {sms.connection!r}"
-    elif sms.provider == "custom":
-        through = "its custom endpoint"
+    elif sms.provider is not None and SPECS[sms.provider].endpoint_url:
+        through = f"its {sms.provider} endpoint"
     elif sms.provider:
         through = f"the default {sms.provider} connection"
     else:
@@ -377,19 +379,33 @@ def register(config: Subcommands) -> None:
     connections = connection.add_subparsers(dest="connection_command", required=True)
     add = connections.add_parser("add", help="add a connection; its secrets are stored encrypted")
     add.add_argument("label", help='e.g. "Twilio - Support"; agents refer to it by this label')
-    add.add_argument("--provider", required=True, help=_PROVIDERS)
+    add.add_argument(
+        "--provider",
+        required=True,
+        metavar="PROVIDER",
+        # Not `choices`: a wrong name is refused by the config model in one `error:` line.
+        help="; ".join(f"{spec.name}: {spec.summary}" for spec in SPECS.values()),
+    )
     add.add_argument("--default", action="store_true", help="the default connection of its provider")
     add.add_argument("--from-number", help="default sender, E.164")
     add.add_argument("--api-base-url", help="regional endpoint (or a local fake)")
-    add.add_argument("--custom-api-url", help="custom provider: the URL to POST to")
+    endpoints = ", ".join(spec.name for spec in SPECS.values() if spec.endpoint_url)
+    add.add_argument("--custom-api-url", help=f"{endpoints}: the URL to POST to")
     secret_help = "VALUE '-' reads a line of standard input, '${VAR}' the environment; repeatable"
-    add.add_argument("--credential", action="append", default=[], metavar="NAME=VALUE", help=secret_help)
+    fields = "; ".join(spec.credentials_help() for spec in SPECS.values())
+    add.add_argument(
+        "--credential",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"a credential field ({fields}); {secret_help}",
+    )
     add.add_argument(
         "--header",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="custom provider header; " + secret_help,
+        help=f"{endpoints}: a header to send; {secret_help}",
     )
     add.add_argument("--replace", action="store_true", help="overwrite a connection with this label")
     add.add_argument(

@@ -1,18 +1,10 @@
 """`config connection test` and `numbers`: a connection's account requests, none of which sends an SMS.
 
-| provider | credentials check                      | numbers                                           |
-|----------|----------------------------------------|---------------------------------------------------|
-| twilio   | `GET /2010-04-01/Accounts/{sid}.json`  | `GET …/IncomingPhoneNumbers.json`, paged (SDK)    |
-| plivo    | `GET /v1/Account/{auth_id}/`           | `GET /v1/Account/{auth_id}/Number/`, limit/offset |
-| telnyx   | `GET /v2/messaging_profiles/{id}`,     | `GET /v2/phone_numbers` and                       |
-|          | else `GET /v2/balance`                 | `GET /v2/phone_numbers/messaging`, paged          |
-| sandbox  | nothing to check                       | its documented numbers                            |
-| custom   | https, every address public, TCP + TLS | none: a custom endpoint has no list               |
-
-The requests themselves are the provider modules' (`SmsProvider.check_credentials`,
-`list_numbers`, `check_sender`). Outcomes use the send taxonomy (`auth_failed`,
-`provider_unavailable`, …). Every detail shown is scrubbed of the connection's secrets, whatever
-the provider echoed.
+The requests themselves are each provider's (`SmsProvider.check_credentials`, `list_numbers`,
+`check_sender`; each one's docstring names the API call, and docs/architecture.md has the
+table); this module runs the one the connection's provider declares, through the registry.
+Outcomes use the send taxonomy (`auth_failed`, `provider_unavailable`, …). Every detail shown is
+scrubbed of the connection's secrets, whatever the provider echoed.
 """
 
 from __future__ import annotations
@@ -25,9 +17,9 @@ import httpx
 
 from worker.config.models import Connection
 from worker.errors import SendError
-from worker.providers import PROVIDER_CLASSES
 from worker.providers.numbers import NotSupported, NumberListing
 from worker.providers.pinning import PinnedResolver
+from worker.providers.registry import provider_class
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +63,7 @@ def probe(
 
     A provider that checks an endpoint (`checks_endpoint`: custom) also gets `allow_private`
     (SMS_ALLOW_PRIVATE_ENDPOINTS) and `resolver` (tests: the endpoint's DNS)."""
-    provider = PROVIDER_CLASSES[connection.provider]
+    provider = provider_class(connection.provider)
     endpoint = {"allow_private": allow_private, "resolver": resolver} if provider.checks_endpoint else {}
     try:
         with _client(http, timeout) as client:
@@ -87,7 +79,7 @@ def list_numbers(
     connection: Connection, *, timeout: float, http: httpx.Client | None = None
 ) -> NumbersResult:
     """The numbers on `connection`'s account, every page read (bounded)."""
-    provider = PROVIDER_CLASSES[connection.provider]
+    provider = provider_class(connection.provider)
     try:
         with _client(http, timeout) as client:
             return NumbersResult(listing=provider.list_numbers(connection, http=client, timeout=timeout))

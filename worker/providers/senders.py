@@ -19,10 +19,11 @@ from typing import Any, TextIO
 
 from producers.contract import mask_number
 from worker.config.models import Connection, SmsConfig
-from worker.config.probe import NumbersResult
 from worker.errors import ConfigError
-from worker.providers import PROVIDER_CLASSES
+from worker.provider_specs import SPECS
 from worker.providers.numbers import AccountNumber, NumberListing, SenderCheck
+from worker.providers.probe import NumbersResult
+from worker.providers.registry import provider_class
 from worker.recipients import InvalidNumber, normalize
 
 #: How many numbers a refusal names before "… and N more".
@@ -54,7 +55,7 @@ def senders_of(config: SmsConfig, connection: Connection) -> list[SenderUse]:
         sms = config.agents[agent_id].sms
         if sms.connection is not None:
             primary = config.connection(sms.connection)
-        elif sms.provider is not None and sms.provider != "custom":
+        elif sms.provider is not None and not SPECS[sms.provider].endpoint_url:
             primary = config.default_connection(sms.provider)
         else:
             primary = None
@@ -67,7 +68,7 @@ def senders_of(config: SmsConfig, connection: Connection) -> list[SenderUse]:
 
 
 def check_senders(connection: Connection, listing: NumberListing, uses: list[SenderUse]) -> list[SenderCheck]:
-    provider = PROVIDER_CLASSES[connection.provider]
+    provider = provider_class(connection.provider)
     return [provider.check_sender(connection, listing, use.number) for use in uses]
 
 
