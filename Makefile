@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint typecheck format bench schemas deploy-check image-test promtool clean soak
+.PHONY: install demo test test-fast test-bench lint typecheck format bench profile schemas deploy-check image-test promtool clean soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ promtool:
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not integration"
+
+# The benchmark's smoke run (`midcall-sms bench --quick` end to end, about a minute and a half on
+# 2 cores), kept out of `make test` by its `bench` marker (pyproject.toml).
+test-bench: $(STAMP)
+	$(BIN)/pytest -m bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -54,6 +59,11 @@ clean:
 # The benchmark (docs/benchmark.md): bench-results/bench.json and latency.png. `make bench ARGS=--quick`.
 bench: $(STAMP)
 	$(BIN)/midcall-sms bench $(ARGS)
+
+# Where one send's CPU goes (docs/benchmark.md): py-spy on one worker and one producer, ours then
+# bare Celery's, µs per text by stage; bench-results/profile.json. `make profile ARGS="--duration 20"`.
+profile: $(STAMP)
+	$(BIN)/midcall-sms bench --profile $(ARGS)
 
 # Build the images on a local Debian base (mmdebstrap) and run them under our own dockerd:
 # texts through the containers, the probes, Flower, `docker stop` mid-stream (.ci/image-test).

@@ -1,11 +1,13 @@
-"""Baseline A: a bare Celery app — Celery's defaults, the Redis broker and the Redis result backend.
+"""Baseline A: a bare Celery app — the Redis broker, the Redis result backend, late acks.
 
 `celery -A worker.bench.bare worker -P threads -c C` runs it with the pool and concurrency of our
-workers (everything else is Celery's default: prefetch multiplier 4, early acks, no task events).
-`bench.noop` measures Celery's own round trip with `.get()`; `bench.provider_call` makes the same
-request to the fake Twilio as our pipeline, with one shared httpx client (keep-alive), for the
-throughput comparison. The broker URL comes from `BENCH_REDIS_URL`; when the worker is ready it
-touches `BENCH_READY_FILE`, since at log level WARNING it prints nothing to wait for.
+workers, prefetch multiplier 4 (Celery's default), late acks (`acks_late=True`, as ours: a message
+is acknowledged when its task ended) and no task events (Celery's default). The producer side is
+Celery's own `delay()` and `AsyncResult.get()`. `bench.noop` measures Celery's own round trip;
+`bench.provider_call` makes the same request to the fake Twilio as our pipeline, with one shared
+httpx client (keep-alive), for throughput, CPU per text and Redis commands per text. The broker
+URL comes from `BENCH_REDIS_URL`; when the worker is ready it touches `BENCH_READY_FILE`, since
+at log level WARNING it prints nothing to wait for.
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ def make_app(redis_url: str) -> Celery:
         task_default_queue=QUEUE,
         result_expires=3600,
         broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=4,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
     )
-    app.task(name=NOOP)(noop)
-    app.task(name=PROVIDER_CALL)(provider_call)
+    app.task(name=NOOP, acks_late=True)(noop)
+    app.task(name=PROVIDER_CALL, acks_late=True)(provider_call)
     return app
 
 

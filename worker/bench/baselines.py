@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 import httpx
 import redis
+from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from worker.bench import bare, workload
@@ -81,14 +82,15 @@ async def _direct(base_url: str, n: int, concurrency: int) -> dict[str, list[flo
 
 
 def bare_serial(redis_url: str, n: int) -> dict[str, Any]:
-    """Baseline A, one at a time: `send_task("bench.noop")` then `.get()` on the Redis backend."""
+    """Baseline A, one at a time: `noop.delay()` then `.get()` on the Redis backend."""
     app = bare.make_app(redis_url)
+    task = app.tasks[bare.NOOP]
     round_trip: list[float] = []
     send: list[float] = []
     try:
         for i in range(-_WARMUP, n):
             start = time.perf_counter()
-            result = app.send_task(bare.NOOP)
+            result = task.delay()
             sent = _ms(start)
             result.get(timeout=10)
             if i >= 0:
@@ -105,10 +107,11 @@ def bare_saturation(
     """Baseline A under load: `in_flight` provider calls outstanding until `stop_at`.
 
     One thread does everything (Celery's result consumer is not thread-safe): it tops the window
-    up with `send_task`, then `.get()`s the oldest; results that arrived meanwhile are already
+    up with `delay()`, then `.get()`s the oldest; results that arrived meanwhile are already
     cached by the consumer, so reading them in order costs nothing.
     """
     app = bare.make_app(redis_url)
+    task = app.tasks[bare.PROVIDER_CALL]
     pending: deque[AsyncResult] = deque()
     completed: list[float] = []
     failures = 0
@@ -117,7 +120,7 @@ def bare_saturation(
         while True:
             if time.monotonic() < stop_at:
                 while len(pending) < in_flight:
-                    pending.append(app.send_task(bare.PROVIDER_CALL, args=(base_url,)))
+                    pending.append(task.delay(base_url))
             if not pending:
                 break
             try:
@@ -128,3 +131,63 @@ def bare_saturation(
     finally:
         app.close()
     return {"completed": completed, "failures": failures}
+
+
+def bare_open_loop(
+    redis_url: str, base_url: str, rate: float, start_at: float, duration: float, timeout: float
+) -> dict[str, Any]:
+    """Baseline A at an offered load: a `delay()` every 1/`rate` s for `duration` s, on schedule.
+
+    One thread (Celery's result consumer is not thread-safe): between two due sends it waits on the
+    oldest pending result with `.get(timeout=…)` until the next send is due. When one returns, every
+    later result already cached by the consumer is taken too, at the same instant, so a result is
+    counted at most one wait late (a wait is at most 1/`rate` s); the latencies are an upper bound.
+    """
+    app = bare.make_app(redis_url)
+    task = app.tasks[bare.PROVIDER_CALL]
+    pending: deque[tuple[float, AsyncResult]] = deque()
+    latency: list[float] = []
+    enqueue: list[float] = []
+    statuses: Counter[str] = Counter()
+    total = max(1, round(rate * duration))
+    _sleep_until(start_at)
+    began = time.monotonic()
+    sent = 0
+
+    def done(started: float, result: AsyncResult, now: float) -> None:
+        ok = result.successful()
+        statuses["accepted" if ok else "failed"] += 1
+        if ok:
+            latency.append((now - started) * 1000)
+
+    try:
+        while sent < total or pending:
+            now = time.perf_counter()
+            due = began + sent / rate
+            if sent < total and time.monotonic() >= due:
+                pending.append((now, task.delay(base_url)))
+                enqueue.append(_ms(now))
+                sent += 1
+                continue
+            if not pending:
+                _sleep_until(due)
+                continue
+            started, result = pending[0]
+            wait = max(0.0005, due - time.monotonic()) if sent < total else timeout
+            try:
+                result.get(timeout=wait, propagate=False)
+            except CeleryTimeout:
+                if time.perf_counter() - started > timeout:
+                    pending.popleft()
+                    statuses["timeout"] += 1
+                continue
+            now = time.perf_counter()
+            done(*pending.popleft(), now)
+            while pending and getattr(pending[0][1], "_cache", None) is not None:  # cached meanwhile
+                done(*pending.popleft(), now)
+    finally:
+        app.close()
+    return {
+        "latency": latency, "enqueue": enqueue, "statuses": dict(statuses), "sent": total,
+        "began": began, "finished": time.monotonic(), "completed": [],
+    }  # fmt: skip

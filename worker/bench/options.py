@@ -42,6 +42,10 @@ class Options:
     receipts_messages: int = 2000
     receipts_rate: int = 200
     receipts_in_flight: int = 32
+    #: `--profile`: only the profile (worker/bench/profile.py), at this offered load, sampled at this rate
+    profile: bool = False
+    profile_rate: int = 100
+    profile_sample_rate: int = 400
 
     @property
     def sweep_duration(self) -> float:
@@ -94,6 +98,18 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--aof", action="store_true", help="Redis with appendonly yes, fsync everysec (default off)"
     )
+    p.add_argument(
+        "--profile", action="store_true",
+        help="only the profile: py-spy on one worker and one producer, µs per text by stage (profile.json)",
+    )  # fmt: skip
+    p.add_argument(
+        "--profile-rate", type=int, default=Options.profile_rate,
+        help=f"--profile: offered load in msg/s (default {Options.profile_rate})",
+    )  # fmt: skip
+    p.add_argument(
+        "--markdown", action="store_true",
+        help="run nothing: print the README's performance table from <out>/bench.json (a finished run)",
+    )  # fmt: skip
     p.add_argument("--only", choices=PHASES, help="run only this phase (receipts: the HTTP service)")
     p.add_argument(
         "--receipts-messages", type=int,
@@ -159,6 +175,8 @@ def from_args(args: argparse.Namespace) -> Options:
         only=getattr(args, "only", None),
         receipts_messages=_given(args, "receipts_messages", base.receipts_messages),
         receipts_rate=_given(args, "receipts_rate", base.receipts_rate),
+        profile=bool(getattr(args, "profile", False)),
+        profile_rate=_given(args, "profile_rate", base.profile_rate),
     )
     problems = [
         f"--{name} must be at least 1"
@@ -166,7 +184,8 @@ def from_args(args: argparse.Namespace) -> Options:
                             ("producers", options.producers), ("serial", options.serial),
                             ("rate", options.headline_rate),
                             ("receipts-messages", options.receipts_messages),
-                            ("receipts-rate", options.receipts_rate))
+                            ("receipts-rate", options.receipts_rate),
+                            ("profile-rate", options.profile_rate))
         if value < 1
     ]  # fmt: skip
     if options.duration <= 0 or options.provider_latency_ms < 0:

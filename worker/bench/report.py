@@ -1,121 +1,24 @@
-"""Performance figures (README) from a run's results: each with its target, pass or miss, baselines.
+"""The benchmark's table, its diagnostics and the JSON, from a run's results.
 
-A baseline cell shows the baseline's own figure and how ours compares:
-- floor (raw Redis job-and-reply round trip) and bare Celery (a no-op task with `.get()`): their
-  round trip is their whole overhead, so the ratio is our *added* latency ÷ their round trip;
+The figures themselves (each target beside bare Celery's figure, the ratio and the verdict) come
+from `targets`. Baseline cells for the latency rows:
+- floor (raw Redis job-and-reply round trip): the ratio is our *added* latency ÷ its round trip;
 - direct call (the provider request from the producer, no queue): the ratio is our *total*
-  latency ÷ the direct call's, i.e. how much slower texting through the pipeline is end to end;
-- enqueue: ours ÷ the floor's single `LPUSH` and ÷ Celery's `send_task`;
-- throughput and memory: ours ÷ the bare Celery workers' under the same load.
+  latency ÷ the direct call's, i.e. how much slower texting through the pipeline is end to end.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
-from worker.bench import receipts
+from worker.bench import receipts, redisstats
+from worker.bench.targets import Cell, Figure, figures, setups
 
+__all__ = ["Cell", "Figure", "figures", "markdown", "render", "targets_table", "write_json"]
 
-class Cell(TypedDict):
-    value: float | None
-    ratio: float | None
-    note: str
-
-
-class Figure(TypedDict):
-    key: str
-    figure: str
-    target: str
-    measured: float | None
-    unit: str
-    passed: bool | None
-    baselines: dict[str, Cell]
-
-
-BASELINES = {"floor": "floor (raw Redis)", "bare": "bare Celery", "direct": "direct call"}
-
-
-def _cell(value: float | None, ours: float | None, note: str = "") -> Cell:
-    ratio = round(ours / value, 2) if ours is not None and value else None
-    return {"value": value, "ratio": ratio, "note": note}
-
-
-def _check(measured: float | None, limit: float, at_most: bool) -> bool | None:
-    if measured is None:
-        return None
-    return measured <= limit if at_most else measured >= limit
-
-
-def figures(results: dict[str, Any]) -> list[Figure]:
-    floor, direct, bare, ours = results["floor"], results["direct"], results["bare"], results["ours"]
-    serial, headline, sat = ours["serial"], ours["headline"], ours["saturation"]
-    rate = headline["rate"]
-    rows: list[Figure] = []
-
-    def add(
-        key: str, figure: str, target: str, measured: float | None, unit: str, passed: bool | None,
-        **cells: Cell,
-    ) -> None:  # fmt: skip
-        rows.append({
-            "key": key, "figure": figure, "target": target, "measured": measured, "unit": unit,
-            "passed": passed, "baselines": cells,
-        })  # fmt: skip
-
-    for q, limit in (("p50", 1.5), ("p99", 4.0)):
-        added = serial["added"][q]
-        add(
-            f"added_latency_{q}", f"added latency {q}, one at a time (provider 0 ms)", f"≤ {limit:g} ms",
-            added, "ms", _check(added, limit, True),
-            floor=_cell(floor["round_trip"][q], added, "round trip"),
-            bare=_cell(bare["serial"]["round_trip"][q], added, "no-op .get()"),
-            direct=_cell(direct["fast"][q], serial["latency"][q], "total ÷ direct"),
-        )  # fmt: skip
-    added = headline["added"]["p99"]
-    add(
-        "added_latency_p99_at_rate", f"added latency p99 at {rate} msg/s offered (provider 0 ms)", "≤ 10 ms",
-        added, "ms", _check(added, 10.0, True),
-        direct=_cell(direct["fast"]["p99"], headline["latency"]["p99"], "total ÷ direct"),
-    )  # fmt: skip
-    ratio = (
-        round(sat["msg_per_s"] / bare["saturation"]["msg_per_s"], 3)
-        if bare["saturation"]["msg_per_s"]
-        else None
-    )
-    provider = results["meta"]["provider_latency_ms"]
-    add(
-        "throughput_vs_bare", f"saturation throughput, provider {provider:g} ms (ours ÷ bare Celery)",
-        "≥ 0.90", ratio, "×", _check(ratio, 0.9, False),
-        bare=_cell(bare["saturation"]["msg_per_s"], sat["msg_per_s"], "msg/s"),
-    )  # fmt: skip
-    add(
-        "throughput", f"saturation throughput, provider {provider:g} ms", "toward 1,000 msg/s",
-        sat["msg_per_s"], "msg/s", _check(sat["msg_per_s"], 1000.0, False),
-        bare=_cell(bare["saturation"]["msg_per_s"], sat["msg_per_s"], "msg/s"),
-    )  # fmt: skip
-    for key, label, block in (
-        ("enqueue_p99_at_rate", f"enqueue p99 at {rate} msg/s", headline),
-        ("enqueue_p99", "enqueue p99, one at a time", serial),
-    ):
-        value = block["enqueue"]["p99"]
-        add(
-            key, label, "≤ 1 ms", value, "ms", _check(value, 1.0, True),
-            floor=_cell(floor["push"]["p99"], value, "LPUSH, one at a time"),
-            bare=_cell(bare["serial"]["send"]["p99"], value, "send_task, one at a time"),
-        )  # fmt: skip
-    lag = headline["lag"]["p99"]
-    add(
-        "loop_lag_p99", f"producer event-loop lag p99 at {rate} msg/s", "≤ 2 ms", lag, "ms",
-        _check(lag, 2.0, True),
-    )  # fmt: skip
-    rss = max((m["rss_mb"] for m in ours["memory"] if m["rss_mb"] is not None), default=None)
-    bare_rss = max((m["rss_mb"] for m in bare["memory"] if m["rss_mb"] is not None), default=None)
-    add(
-        "worker_rss", f"worker RSS per process, concurrency {results['meta']['concurrency']}", "≤ 150 MB",
-        rss, "MB", _check(rss, 150.0, True), bare=_cell(bare_rss, rss, "after its saturation run"),
-    )  # fmt: skip
-    return rows
+BASELINES = {"floor": "floor (raw Redis)", "direct": "direct call"}
 
 
 # -- printing ---------------------------------------------------------------------------------------
@@ -145,13 +48,22 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"×{value:.2f}"
+
+
 def targets_table(rows: list[Figure]) -> str:
-    header = ["figure", "target", "measured", "pass", *BASELINES.values()]
+    """Each target: ours, bare Celery's in the same run, ours ÷ bare, the verdict, then the floor
+    and the direct call (with ours ÷ them) where they apply. A Markdown table."""
+    header = ["figure", "target", "ours", "bare Celery", "ours ÷ bare", "verdict", *BASELINES.values()]
     body = []
     for row in rows:
-        passed = "—" if row["passed"] is None else ("pass" if row["passed"] else "MISS")
-        cells = [_baseline(row["baselines"].get(key), row["unit"]) for key in BASELINES]
-        body.append([row["figure"], row["target"], _num(row["measured"], row["unit"]), passed, *cells])
+        unit = row["unit"]
+        cells = [_baseline(row["baselines"].get(key), unit) for key in BASELINES]
+        body.append([
+            row["figure"], row["target"], _num(row["measured"], unit), _num(row["bare"], unit),
+            _ratio(row["ratio"]), row["verdict"], *cells,
+        ])  # fmt: skip
     return _table(header, body)
 
 
@@ -238,41 +150,72 @@ def _load(results: dict[str, Any]) -> str:
     )
 
 
-def _cpu(results: dict[str, Any]) -> str:
+def _saturations(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     provider = results["meta"]["provider_latency_ms"]
+    out = []
+    for _, label, ours, bare in setups(results):
+        out += [(f"ours, saturation {provider:g} ms, {label}", ours)]
+        out += [(f"bare Celery, saturation {provider:g} ms, {label}", bare)]
+    return out
+
+
+def _cpu(results: dict[str, Any]) -> str:
     ours, bare = results["ours"], results["bare"]
     rows = [
         ("ours, one at a time (0 ms)", ours["serial"].get("cpu")),
         (f"ours, {ours['headline']['rate']} msg/s (0 ms)", ours["headline"].get("cpu")),
         *((f"ours, sweep {p['offered_msg_per_s']} msg/s", p.get("cpu")) for p in ours["sweep"]),
-        (f"ours, saturation ({provider:g} ms)", ours["saturation"].get("cpu")),
-        (f"bare Celery, saturation ({provider:g} ms)", bare["saturation"].get("cpu")),
-    ]
-    commands = "; ".join(
-        f"{name} {_commands(block['redis_commands_per_message'])}"
-        for name, block in (
-            ("floor", results["floor"]),
-            ("bare Celery", bare["serial"]),
-            ("ours", ours["serial"]),
-        )
-    )
+        *((label, block.get("cpu")) for label, block in _saturations(results)),
+        (f"ours, half rate {ours['half_rate']['offered_msg_per_s']} msg/s (0 ms)",
+         ours["half_rate"].get("cpu")),
+        (f"bare Celery, half rate {bare['half_rate']['offered_msg_per_s']} msg/s (0 ms)",
+         bare["half_rate"].get("cpu")),
+    ]  # fmt: skip
     return (
-        "CPU per message (ms of CPU time, from /proc) and cores busy, ours and others on the machine\n"
+        "CPU per text by process group (ms of CPU time from each process's /proc/<pid>/stat, children "
+        "included, over the phase ÷ texts completed) and cores busy, ours and others on the machine\n"
         + _cpu_table(rows)
-        + f"\nRedis commands per message, one at a time (INFO commandstats): {commands}."
+    )
+
+
+def _redis(results: dict[str, Any]) -> str:
+    """Redis per text: commands, round trips, Redis CPU, the capacity that gives, the top commands."""
+    rows = [
+        ("floor, one at a time", results["floor"]["redis_commands_per_message"]),
+        ("bare Celery no-op, one at a time", results["bare"]["serial"]["redis_commands_per_message"]),
+        ("ours, one at a time (0 ms)", results["ours"]["serial"]["redis_commands_per_message"]),
+        *((label, block.get("redis")) for label, block in _saturations(results)),
+    ]
+    body = [
+        [label, _num(per["total"]), _num(per["round_trips"]), _num(per["redis_cpu_ms"]),
+         _num(redisstats.capacity(per)), _commands(per["by_command"])]
+        for label, per in rows
+        if per
+    ]  # fmt: skip
+    return (
+        "Redis per text (INFO commandstats: commands inside Lua scripts and MULTI/EXEC count one by one; "
+        "round trips = requests read, INFO stats total_reads_processed; Redis CPU = used_cpu_user+sys; "
+        "one Redis = 1 core ÷ that)\n"
+        + _table(
+            ["phase", "commands", "round trips", "Redis CPU ms", "texts/s one Redis", "top commands"], body
+        )
     )
 
 
 def details(results: dict[str, Any]) -> str:
     ours, bare = results["ours"], results["bare"]
-    memory = ", ".join(f"{m['worker']} {_num(m['rss_mb'])} MB" for m in ours["memory"] + bare["memory"])
+    memory = ", ".join(
+        f"{m['worker']} {_num(m['rss_mb'])} MB"
+        for m in ours["memory"] + bare["memory"] + ours["setup_a"]["memory"] + bare["setup_a"]["memory"]
+    )
     return "\n\n".join([
         _baselines(results),
         _stages(ours["serial"], results["direct"]),
         _sweep(results),
         _load(results),
         _cpu(results),
-        f"RSS after saturation: {memory}.",
+        _redis(results),
+        f"RSS after saturation (b, then a): {memory}.",
     ])  # fmt: skip
 
 
@@ -290,9 +233,8 @@ def _cpu_table(rows: list[tuple[str, dict[str, Any] | None]]) -> str:
     return _table(header, body)
 
 
-def _commands(per: dict[str, float]) -> str:
-    top = ", ".join(f"{cmd} {n:g}" for cmd, n in per.items() if cmd != "total" and n >= 0.5)
-    return f"{per.get('total', 0):g} ({top})"
+def _commands(by_command: dict[str, float], top: int = 6) -> str:
+    return ", ".join(f"{cmd} {n:g}" for cmd, n in list(by_command.items())[:top])
 
 
 def summary_line(results: dict[str, Any]) -> str:
@@ -305,6 +247,19 @@ def summary_line(results: dict[str, Any]) -> str:
         f"(appendonly {'yes' if m['redis_appendonly'] else 'no'}), Python {m['python']}, "
         f"Celery {m['versions'].get('celery', '?')}, {m.get('wall_seconds', '?')} s"
     )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The README's performance table (and the Redis and CPU breakdowns) from one run's results."""
+    parts = [
+        f"<!-- from {results['meta'].get('started_at', '?')}: {summary_line(results)} -->",
+        targets_table(results["figures"]),
+        "",
+        _redis(results),
+        "",
+        _cpu(results),
+    ]
+    return "\n".join(parts)
 
 
 def render(results: dict[str, Any]) -> str:

@@ -21,7 +21,8 @@ from typing import Any
 import redis
 
 from producers.contract import QUEUE
-from worker.bench import bare, baselines, load, proc, processes, receipts, workload
+from worker.bench import bare, baselines, load, proc, processes, receipts, redisstats, workload
+from worker.bench import profile as profiling
 from worker.bench.options import Options
 from worker.bench.processes import Child, Processes
 from worker.bench.producer_pool import Producers
@@ -30,7 +31,6 @@ from worker.bench.summaries import (
     latency_block,
     metric_totals,
     occupancy,
-    per_message,
     sweep_point,
     throughput,
     worker_metrics,
@@ -55,6 +55,7 @@ class Run:
         self.producers = producers
         self.fast_url = processes.start_fake(procs, "fake-fast", 0.0)
         self.slow_url = processes.start_fake(procs, "fake-slow", options.provider_latency_ms)
+        self.redis_port = server.port
         self.meta = meta(options, server)
         #: the run's processes by role, for CPU accounting
         self.groups: dict[str, list[int]] = {
@@ -65,6 +66,7 @@ class Run:
             "orchestrator": [os.getpid()],
         }
         self.workers: list[Child] = []
+        self.say = say
 
     # -- helpers --------------------------------------------------------------------------------
     def wait_idle(self, timeout: float = 60.0) -> None:
@@ -80,27 +82,34 @@ class Run:
         finally:
             client.close()
 
-    def commands(self) -> Counter[str]:
-        """Redis's count of each command it ran so far (INFO commandstats)."""
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            stats = client.info("commandstats")
-        finally:
-            client.close()
-        return Counter(
-            {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items() if isinstance(v, dict)}
-        )
+    def commands(self) -> redisstats.Counters:
+        """Redis's counters so far: commands (INFO commandstats), requests read, its own CPU."""
+        with contextlib.closing(redis.Redis.from_url(self.redis_url)) as client:
+            return redisstats.snapshot(client)
 
     def cpu(self) -> proc.Snapshot:
         return proc.snapshot(self.groups)
+
+    def usage(self, before: proc.Snapshot, after: proc.Snapshot, texts: int) -> dict[str, Any]:
+        """CPU per text by group and by process (named: worker-ours-0, bench-producer-1, …)."""
+        out = proc.usage(before, after, texts)
+        names = {pid: name for name, pid in [*self.procs.started.items(), *self.producers.pids.items()]}
+        names[self.meta["redis_pid"]] = "redis-server"
+        names[os.getpid()] = "orchestrator"
+        out["per_process"] = {names.get(int(pid), pid): ms for pid, ms in out["per_process"].items()}
+        return out
+
+    def in_flight(self, producers: int) -> int:
+        """Sends each producer keeps outstanding flat out: every thread busy and a queue behind."""
+        return max(1, (len(self.workers) * self.options.concurrency * 3 // 2) // producers)
 
     def window(self) -> tuple[float, float, float]:
         """(start, count from, stop) in monotonic time for a saturation run."""
         start = time.monotonic() + 1.0
         return start, start + self.options.warmup, start + self.options.warmup + self.options.duration
 
-    def start_workers(self, start: Callable[[int], Child]) -> list[Child]:
-        workers = [start(i) for i in range(self.options.workers)]
+    def start_workers(self, start: Callable[[int], Child], count: int | None = None) -> list[Child]:
+        workers = [start(i) for i in range(self.options.workers if count is None else count)]
         processes.wait_ready(workers)
         self.groups["workers"] = [w.pid for w in workers]
         self.workers = workers
@@ -116,18 +125,27 @@ class Run:
         return metric_totals([processes.scrape(w) for w in self.workers])
 
     def occupancy_sampler(
-        self, client: redis.Redis, queue: str, count_from: float, stop: float
+        self, client: redis.Redis, queue: str, count_from: float, stop: float, producers: int
     ) -> tuple[Callable[[], None], list[dict[str, float]]]:
         """A tick for `Producers.run` that samples, inside the window: messages waiting in `queue`,
         messages delivered to workers and not yet acknowledged (kombu's `unacked` hash: with late
-        acks, ours hold them until the outcome is stored; the bare worker acks as a task starts) and,
-        for our workers, sends executing (the `midcall_sms_in_flight` gauge)."""
+        acks, both ours and the bare worker hold them until the task ended), for our workers the
+        sends executing (the `midcall_sms_in_flight` gauge), and the Redis connections each of the
+        first `producers` producer processes holds (from /proc). One Redis request per sample."""
         samples: list[dict[str, float]] = []
+        pids = list(self.producers.pids.values())[:producers]
 
         def tick() -> None:
             if not count_from <= time.monotonic() <= stop:
                 return
-            sample = {"waiting": float(client.llen(queue)), "unacked": float(client.hlen("unacked"))}
+            pipe = client.pipeline(transaction=False)
+            pipe.llen(queue)
+            pipe.hlen("unacked")
+            waiting, unacked = pipe.execute()
+            sample = {"waiting": float(waiting), "unacked": float(unacked)}
+            sample["producer_connections"] = float(
+                max(proc.redis_connections(pid, self.redis_port) for pid in pids)
+            )
             if any(w.metrics_port for w in self.workers):
                 sample["executing"] = self.metrics().get("midcall_sms_in_flight", 0.0)
             samples.append(sample)
@@ -135,22 +153,39 @@ class Run:
         return tick, samples
 
     def saturate(
-        self, function: Callable[..., dict[str, Any]], target: str, agent_or_url: str, queue: str
+        self,
+        function: Callable[..., dict[str, Any]],
+        target: str,
+        agent_or_url: str,
+        queue: str,
+        producers: int | None = None,
     ) -> dict[str, Any]:
-        """`function` flat out from every producer: throughput in the window, CPU per message,
-        and what the queue and the workers held meanwhile."""
+        """`function` flat out from `producers` producer processes: throughput in the window; CPU
+        per text of each process and Redis commands per text over the phase; and what the queue,
+        the workers and the producers' connections held meanwhile."""
         o = self.options
-        say(f"{target}: saturation, provider {o.provider_latency_ms:g} ms, {o.duration:g} s")
+        producers = producers or o.producers
+        in_flight = self.in_flight(producers)
+        say(
+            f"{target}: saturation, {len(self.workers)} worker(s), {producers} producer(s), "
+            f"provider {o.provider_latency_ms:g} ms, {o.duration:g} s"
+        )
         start, count_from, stop = self.window()
-        calls = [(function, (self.redis_url, agent_or_url, o.in_flight, start, stop, SATURATION_TIMEOUT))]
+        calls = [(function, (self.redis_url, agent_or_url, in_flight, start, stop, SATURATION_TIMEOUT))]
         with contextlib.closing(redis.Redis.from_url(self.redis_url)) as client:
-            tick, samples = self.occupancy_sampler(client, queue, count_from, stop)
-            before, metrics_before = self.cpu(), self.metrics()
+            tick, samples = self.occupancy_sampler(client, queue, count_from, stop, producers)
+            before, metrics_before, commands_before = self.cpu(), self.metrics(), self.commands()
             outs = self.producers.run(
-                calls * o.producers, timeout=stop - time.monotonic() + SATURATION_TIMEOUT + 30, tick=tick
+                calls * producers, timeout=stop - time.monotonic() + SATURATION_TIMEOUT + 30, tick=tick
             )
-        result = throughput(outs, count_from, stop, o.in_flight)
-        result["cpu"] = proc.usage(before, self.cpu(), result["completed"])
+            after, commands_after = self.cpu(), self.commands()
+        result = throughput(outs, count_from, stop, in_flight)
+        result["workers"], result["producers"] = len(self.workers), producers
+        result["cpu"] = self.usage(before, after, result["completed"])
+        own = Counter({"llen": len(samples), "hlen": len(samples)})
+        result["redis"] = redisstats.per_text(
+            commands_before, commands_after, result["completed"], own_requests=len(samples), own=own
+        )
         result["occupancy"] = occupancy(samples)
         if metrics_before:
             result["worker_view"] = worker_metrics(metrics_before, self.metrics())
@@ -166,7 +201,7 @@ class Run:
         try:
             before = self.commands()
             out = self.producers.one(baselines.floor, self.redis_url, self.options.serial, timeout=300)
-            commands = per_message(before, self.commands(), out["messages"])
+            commands = redisstats.per_text(before, self.commands(), out["messages"])
         finally:
             self.procs.stop(raw)
         return {
@@ -183,21 +218,34 @@ class Run:
         slow = self.producers.one(baselines.direct, self.slow_url, slow_n, timeout=300)
         return {"fast": summarize(fast["round_trip"]), "slow": summarize(slow["round_trip"])}
 
-    def bare(self) -> dict[str, Any]:
+    def bare(self, provider_ms: float) -> dict[str, Any]:
+        """Baseline A in set-up (b), `--workers` workers driven by `--producers` producer processes,
+        then in set-up (a), one worker driven by one producer process."""
         o = self.options
-        say(f"baseline A: {o.workers} bare Celery worker(s), threads pool, concurrency {o.concurrency}")
-        workers = self.start_workers(
-            lambda i: processes.start_bare_worker(
+
+        def start(i: int) -> Child:
+            return processes.start_bare_worker(
                 self.procs, i, redis_url=self.redis_url, concurrency=o.concurrency
             )
-        )
+
+        say(f"baseline A: {o.workers} bare Celery worker(s), threads pool, concurrency {o.concurrency}")
+        workers = self.start_workers(start)
         try:
-            say(f"baseline A: {o.serial} no-op tasks one at a time with .get()")
+            say(f"baseline A: {o.serial} no-op tasks one at a time, delay() then .get()")
             before = self.commands()
             serial = self.producers.one(baselines.bare_serial, self.redis_url, o.serial, timeout=300)
-            commands = per_message(before, self.commands(), serial["messages"])
-            saturation = self.saturate(baselines.bare_saturation, "baseline A", self.slow_url, bare.QUEUE)
+            commands = redisstats.per_text(before, self.commands(), serial["messages"])
+            saturation = self.saturate(baselines.bare_saturation, "baseline A (b)", self.slow_url, bare.QUEUE)
+            half = self.half_rate(
+                baselines.bare_open_loop, self.fast_url, saturation["msg_per_s"], provider_ms
+            )
             memory = proc.memory(workers)
+        finally:
+            self.stop_workers(workers)
+        workers = self.start_workers(start, count=1)
+        try:
+            setup_a = self.saturate(baselines.bare_saturation, "baseline A (a)", self.slow_url, bare.QUEUE, 1)
+            setup_a["memory"] = proc.memory(workers)
         finally:
             self.stop_workers(workers)
         return {
@@ -207,7 +255,9 @@ class Run:
                 "redis_commands_per_message": commands,
             },
             "saturation": saturation,
+            "half_rate": half,
             "memory": memory,
+            "setup_a": setup_a,
         }
 
     def ours(self, provider_ms: dict[str, float]) -> dict[str, Any]:
@@ -226,17 +276,47 @@ class Run:
 
         workers = self.start_workers(start)
         try:
-            results = {
+            results: dict[str, Any] = {
                 "serial": self.serial(provider_ms["fast"]),
                 "headline": self.headline(provider_ms["fast"]),
                 "sweep": [self.sweep(rate, provider_ms["slow"]) for rate in o.rates],
-                "saturation": self.saturate(load.saturation, "ours", workload.AGENT_SLOW, QUEUE),
-                "memory": proc.memory(workers),
-                "worker_metrics": worker_metrics({}, self.metrics()),
+                "saturation": self.saturate(load.saturation, "ours (b)", workload.AGENT_SLOW, QUEUE),
             }
+            results["half_rate"] = self.half_rate(
+                load.open_loop, workload.AGENT_FAST, results["saturation"]["msg_per_s"], provider_ms["fast"]
+            )
+            results["memory"] = proc.memory(workers)
+            results["worker_metrics"] = worker_metrics({}, self.metrics())
+        finally:
+            self.stop_workers(workers)
+        workers = self.start_workers(start, count=1)
+        try:
+            results["setup_a"] = self.saturate(load.saturation, "ours (a)", workload.AGENT_SLOW, QUEUE, 1)
+            results["setup_a"]["memory"] = proc.memory(workers)
         finally:
             self.stop_workers(workers)
         return results
+
+    def half_rate(
+        self,
+        function: Callable[..., dict[str, Any]],
+        agent_or_url: str,
+        saturation: float,
+        provider_ms: float,
+    ) -> dict[str, Any]:
+        """Open loop at half the saturation rate just measured, split over the producers, to the
+        fast fake: the added latency a fleet sized at 2× its load sees."""
+        o = self.options
+        rate = max(1.0, saturation / 2)
+        say(f"half the saturation rate: {rate:.0f} msg/s for {o.duration:g} s (provider 0 ms)")
+        start = time.monotonic() + 1.0
+        args = (self.redis_url, agent_or_url, rate / o.producers, start, o.duration, LOAD_TIMEOUT)
+        before = self.cpu()
+        outs = self.producers.run([(function, args)] * o.producers, timeout=o.duration + LOAD_TIMEOUT + 60)
+        point = sweep_point(round(rate), outs, provider_ms)
+        point["cpu"] = self.usage(before, self.cpu(), point["sent"])
+        self.wait_idle()
+        return point
 
     def receipts(self) -> dict[str, Any]:
         """The HTTP service's receipt handling (worker/bench/receipts.py), on fresh workers."""
@@ -269,8 +349,8 @@ class Run:
         out = self.producers.one(load.serial, self.redis_url, workload.AGENT_FAST, n, timeout=600)
         return {
             **latency_block(out, provider_ms),
-            "redis_commands_per_message": per_message(before, self.commands(), out["messages"]),
-            "cpu": proc.usage(cpu_before, self.cpu(), out["messages"]),
+            "redis_commands_per_message": redisstats.per_text(before, self.commands(), out["messages"]),
+            "cpu": self.usage(cpu_before, self.cpu(), out["messages"]),
             "worker_view": worker_metrics(metrics_before, self.metrics()),
         }
 
@@ -283,7 +363,7 @@ class Run:
             time.monotonic() + 1.0, o.duration, LOAD_TIMEOUT, True,
             timeout=o.duration + LOAD_TIMEOUT + 60,
         )  # fmt: skip
-        usage = proc.usage(before, self.cpu(), out["sent"])
+        usage = self.usage(before, self.cpu(), out["sent"])
         view = worker_metrics(metrics_before, self.metrics())
         self.wait_idle()
         return {
@@ -314,7 +394,7 @@ class Run:
             [(load.open_loop, args)] * o.producers, timeout=o.sweep_duration + LOAD_TIMEOUT + 60
         )
         point = sweep_point(rate, outs, provider_ms)
-        point["cpu"] = proc.usage(before, self.cpu(), point["sent"])
+        point["cpu"] = self.usage(before, self.cpu(), point["sent"])
         point["worker_view"] = worker_metrics(metrics_before, self.metrics())
         self.wait_idle()
         return point
@@ -348,6 +428,7 @@ def meta(options: Options, server: RedisServer) -> dict[str, Any]:
         "only": options.only,
         "receipts_messages": options.receipts_messages,
         "receipts_rate": options.receipts_rate,
+        "profile": options.profile,
         "redis_version": str(info.get("redis_version")),
         "redis_pid": int(info.get("process_id", 0)),
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -372,13 +453,19 @@ def run(options: Options) -> dict[str, Any]:
         producer_pids = producers.pids
         bench = Run(options, server, procs, producers)
         results: dict[str, Any] = {"meta": bench.meta}
-        if options.only is None:
+        if options.profile:
+            config = workload.write_config(
+                procs.logdir / "config.yaml", fast_url=bench.fast_url, slow_url=bench.slow_url
+            )
+            results["profile"] = profiling.phase(bench, config)
+        elif options.only is None:
             results["floor"] = bench.floor()
             results["direct"] = direct = bench.direct()
-            results["bare"] = bench.bare()
             provider_ms = {"fast": direct["fast"]["p50"] or 0.0, "slow": direct["slow"]["p50"] or 0.0}
+            results["bare"] = bench.bare(provider_ms["fast"])
             results["ours"] = bench.ours(provider_ms)
-        results["receipts"] = bench.receipts()
+        if not options.profile:
+            results["receipts"] = bench.receipts()
         say("stopping everything")
     results["meta"]["processes"] = {
         "redis-server": bench.meta["redis_pid"],

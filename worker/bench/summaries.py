@@ -54,15 +54,6 @@ def throughput(outs: list[dict[str, Any]], count_from: float, stop: float, in_fl
     }
 
 
-def per_message(before: Counter[str], after: Counter[str], messages: int) -> dict[str, float]:
-    """Redis commands per message between two INFO commandstats (the INFO calls left out; idle
-    workers' own polling, a few commands a second, is included)."""
-    ran = after - before
-    ran.pop("info", None)
-    per = {command: round(count / max(messages, 1), 2) for command, count in ran.most_common()}
-    return {"total": round(sum(ran.values()) / max(messages, 1), 2), **per}
-
-
 _METRICS = {
     "midcall_sms_provider_request_seconds": "provider_request",
     "midcall_sms_end_to_end_seconds": "end_to_end",
