@@ -276,3 +276,30 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.bench
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_profile_reports_the_stages_of_ours_and_bare_celery(tmp_path: Path) -> None:
+    """`--profile` samples one worker and one producer of each pipeline and charges the samples to
+    stages (py-spy; when it cannot attach, each block says why and the CPU is still there)."""
+    out = tmp_path / "profile"
+    run = subprocess.run(
+        [sys.executable, "-m", "worker.bench", "--profile", "--duration", "3", "--profile-rate", "30",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads((out / "profile.json").read_text())["profile"]
+    assert not (out / "bench.json").exists()  # a full run's JSON is never overwritten by a profile
+    for side in ("ours", "bare"):
+        for role in ("worker", "producer"):
+            block = result[side][role]
+            assert block["cpu_ms_per_text"] is not None, (side, role)
+            if "error" in block:
+                print(f"{side} {role}: {block['error']}")
+                continue
+            assert block["samples"] > 0 and block["stages"], (side, role)
+            assert abs(sum(row["share"] for row in block["stages"]) - 1) < 0.01
+    assert "Where one send's CPU goes" in run.stdout

@@ -3,8 +3,10 @@
 One of our workers (then one bare Celery worker, for comparison) is driven open loop at
 `--profile-rate` msg/s to the 0 ms fake for `--duration` s from one producer process, while
 `py-spy record` samples the worker and the producer (`--nonblocking`: the processes are not
-paused; only threads on CPU are sampled). Each process's CPU per text comes from its own counters
-(/proc) over the same window; a stage's µs per text is its share of the samples × that.
+paused; `--gil`: only the thread holding the GIL is sampled, so the 200 threads waiting for it are
+not counted as work, and C code that releases the GIL is not seen). Each process's CPU per text
+comes from its own counters (/proc) over the same window; a stage's µs per text is its share of
+the samples × that.
 
 A sample's stage is the deepest frame of this repository's code in its stack (`worker/…`,
 `producers/…`; the benchmark's own driver, `worker/bench/…`, is labelled as such), and beside it
@@ -17,6 +19,7 @@ why and still reports the CPU per text.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -100,7 +103,10 @@ def classify(stack: list[str]) -> tuple[str, str]:
         below = libraries[drivers[-1] + 1 :]
         if not below:
             return "benchmark driver's own code", files[drivers[-1]]
-        return _outside(below)
+        stage, library = _outside(below)
+        if stage.startswith("Celery/kombu"):  # the load driver calling Celery: its client side
+            stage = "Celery client: delay() + get()"
+        return stage, library
     return _outside(libraries)
 
 
@@ -136,8 +142,8 @@ def stages(counts: Counter[tuple[str, str]], cpu_ms_per_text: float | None) -> l
 
 def _record(binary: str, pid: int, seconds: float, out: Path, rate: int) -> subprocess.Popen[bytes]:
     argv = [
-        binary, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate),
-        "--format", "raw", "--nonblocking", "--output", str(out),
+        binary, "record", "--pid", str(pid), "--duration", str(max(1, math.ceil(seconds))),
+        "--rate", str(rate), "--format", "raw", "--nonblocking", "--gil", "--output", str(out),
     ]  # fmt: skip
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -165,7 +171,7 @@ def _profiled(
     if binary:
         for role, pid in targets.items():
             recorders[role] = _record(
-                binary, pid, o.duration, outdir / f"{side}-{role}.txt", o.profile_sample_rate
+                binary, pid, o.duration + 1.5, outdir / f"{side}-{role}.txt", o.profile_sample_rate
             )
     out = run.producers.run([(driver, args(start_at))], timeout=o.duration + 90)[0]
     after = run.cpu()
