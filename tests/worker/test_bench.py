@@ -45,12 +45,13 @@ FIGURES = {
     "redis_commands_per_text_b",
     "redis_commands_per_text_a",
     "redis_round_trips_per_text",
+    "redis_script_calls_per_text",
     "redis_texts_per_s",
     "enqueue_p99",
     "enqueue_p99_at_rate",
 }
 #: figures the targets ask to be stated, not bounded
-STATED = {"saturation_rate", "redis_round_trips_per_text", "redis_texts_per_s"}
+STATED = {"saturation_rate", "redis_round_trips_per_text", "redis_script_calls_per_text", "redis_texts_per_s"}
 #: figures bare Celery has no counterpart for in its sync producer
 NO_BARE = {"loop_lag_p99", "enqueue_p99_at_rate"}
 
@@ -109,6 +110,43 @@ def test_redis_commands_are_counted_per_text_without_the_orchestrators_own() -> 
     assert per["round_trips"] == 2.0  # 45 reads - the INFO of `after` - 4 samples
     assert per["redis_cpu_ms"] == 1.0
     assert redisstats.capacity(per) == 1000.0  # one core ÷ 1 ms of Redis CPU per text
+
+
+def test_monitored_commands_are_charged_to_the_process_that_sent_them() -> None:
+    """Known ports are the worker's, the monitor's own is dropped, any other port is the producer's."""
+    lines = [
+        ("100", "brpop"),
+        ("100", "evalsha"),
+        ("100", "hset"),
+        ("7", "lpush"),
+        ("8", "lpush"),
+        ("9", "info"),
+    ]
+    per = redisstats.by_role(lines, {"100": "worker", "9": ""}, texts=2, other="producer")
+    assert per == {
+        "producer": {"total": 1.0, "by_command": {"lpush": 1.0}},
+        "worker": {"total": 1.5, "by_command": {"brpop": 0.5, "evalsha": 0.5, "hset": 0.5}},
+    }
+
+
+def test_repeated_runs_give_each_figure_its_range() -> None:
+    """`--repeat N`: the table adds min–max of ours, bare Celery's and the ratio over the runs."""
+
+    def row(measured: float, bare: float | None) -> targets.Figure:
+        return {
+            "key": "k", "figure": "f", "target": "t", "measured": measured, "unit": "ms", "passed": True,
+            "verdict": "met", "bare": bare, "ratio": None if bare is None else round(measured / bare, 2),
+            "baselines": {},
+        }  # fmt: skip
+
+    rows = [row(2.0, 4.0)]
+    targets.add_ranges(rows, [[row(3.0, 4.0)], [row(2.0, 5.0)], [row(2.5, None)]])
+    assert rows[0]["range"] == {"measured": [2.0, 3.0], "bare": [4.0, 5.0], "ratio": [0.4, 0.75]}
+    table = report.targets_table(rows)
+    assert "2.00–3.00 ms" in table and "×0.40–0.75" in table
+    assert from_args(parser().parse_args(["--repeat", "3"])).repeat == 3
+    with pytest.raises(ValueError, match="--repeat"):
+        from_args(parser().parse_args(["--repeat", "0"]))
 
 
 def test_verdicts_say_how_far_a_target_is_missed() -> None:

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from worker.bench import options as bench_options
-from worker.bench import plot, report, runner
+from worker.bench import plot, report, runner, targets
 from worker.bench import profile as profiling
 from worker.bench.processes import BenchError
 
@@ -52,7 +52,16 @@ def run_args(args: argparse.Namespace) -> int:
         return 2
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        results = runner.run(options)
+        runs = []
+        for i in range(options.repeat):
+            if options.repeat > 1:
+                print(f"[bench] run {i + 1} of {options.repeat}", file=sys.stderr, flush=True)
+            runs.append(runner.run(options))
+        results = runs[-1]
+        if len(runs) > 1 and "ours" in results:
+            results["repeats"] = [
+                {"figures": report.figures(r), "wall_seconds": r["meta"].get("wall_seconds")} for r in runs
+            ]
     except (BenchError, OSError, RuntimeError) as exc:  # a process did not start, answer or finish
         kind = "" if isinstance(exc, BenchError) else f"{type(exc).__name__}: "
         print(f"error: {kind}{exc}\n(logs of every process: {options.out / 'logs'})", file=sys.stderr)
@@ -80,6 +89,8 @@ def finish(results: dict[str, Any], out: Path) -> None:
         finish_profile(results, out)
         return
     results["figures"] = report.figures(results) if "ours" in results else []
+    if results.get("repeats"):
+        targets.add_ranges(results["figures"], [run["figures"] for run in results["repeats"]])
     png, why_not = None, "matplotlib is not installed (pip install matplotlib)"
     if "ours" not in results:
         why_not = f"only the {results['meta']['only']} phase ran"

@@ -42,6 +42,8 @@ class Options:
     receipts_messages: int = 2000
     receipts_rate: int = 200
     receipts_in_flight: int = 32
+    #: run everything this many times: each figure's range over the runs beside the last run's
+    repeat: int = 1
     #: `--profile`: only the profile (worker/bench/profile.py), at this offered load, sampled at this rate
     profile: bool = False
     profile_rate: int = 100
@@ -98,6 +100,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--aof", action="store_true", help="Redis with appendonly yes, fsync everysec (default off)"
     )
+    p.add_argument(
+        "--repeat", type=int, default=Options.repeat, metavar="N",
+        help="run the whole benchmark N times; the table adds each figure's range over the runs",
+    )  # fmt: skip
     p.add_argument(
         "--profile", action="store_true",
         help="only the profile: py-spy on one worker and one producer, µs per text by stage (profile.json)",
@@ -175,6 +181,7 @@ def from_args(args: argparse.Namespace) -> Options:
         only=getattr(args, "only", None),
         receipts_messages=_given(args, "receipts_messages", base.receipts_messages),
         receipts_rate=_given(args, "receipts_rate", base.receipts_rate),
+        repeat=_given(args, "repeat", base.repeat),
         profile=bool(getattr(args, "profile", False)),
         profile_rate=_given(args, "profile_rate", base.profile_rate),
     )
@@ -185,7 +192,7 @@ def from_args(args: argparse.Namespace) -> Options:
                             ("rate", options.headline_rate),
                             ("receipts-messages", options.receipts_messages),
                             ("receipts-rate", options.receipts_rate),
-                            ("profile-rate", options.profile_rate))
+                            ("profile-rate", options.profile_rate), ("repeat", options.repeat))
         if value < 1
     ]  # fmt: skip
     if options.duration <= 0 or options.provider_latency_ms < 0:

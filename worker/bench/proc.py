@@ -97,8 +97,9 @@ def usage(before: Snapshot, after: Snapshot, messages: int) -> dict[str, Any]:
     return out
 
 
-def redis_connections(pid: int, port: int) -> int:
-    """TCP connections `pid` has open to 127.0.0.1:`port` (its sockets matched with /proc/net/tcp)."""
+def local_ports(pid: int, port: int) -> set[int]:
+    """Local ports of the TCP connections `pid` has open to 127.0.0.1:`port` (its sockets in
+    /proc/<pid>/fd matched with /proc/<pid>/net/tcp)."""
     try:
         inodes = set()
         for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -106,17 +107,22 @@ def redis_connections(pid: int, port: int) -> int:
                 target = os.readlink(fd)
                 if target.startswith("socket:["):
                     inodes.add(target[8:-1])
-        count = 0
+        found = set()
         for table in ("tcp", "tcp6"):
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
                     cols = line.split()
                     remote_port = int(cols[2].rpartition(":")[2], 16)
                     if remote_port == port and cols[3] == "01" and cols[9] in inodes:  # 01: ESTABLISHED
-                        count += 1
-        return count
+                        found.add(int(cols[1].rpartition(":")[2], 16))
+        return found
     except (OSError, ValueError, IndexError):
-        return 0
+        return set()
+
+
+def redis_connections(pid: int, port: int) -> int:
+    """TCP connections `pid` has open to 127.0.0.1:`port`."""
+    return len(local_ports(pid, port))
 
 
 def rss_mb(pid: int) -> float | None:

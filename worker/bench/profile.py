@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from worker.bench import baselines, load, processes, workload
+from worker.bench import baselines, load, proc, processes, redisstats, workload
 from worker.bench.processes import Child
 
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -198,7 +198,32 @@ def _profiled(
                 block["raw"] = str(path)
                 block["stages"] = stages(counts, cpu_ms)
         result[role] = block
+    result["redis_by_role"] = _by_role(run, side, workers[0])
     return result
+
+
+#: texts of the MONITOR diagnostic, and the open-loop rate bare Celery's are sent at
+_MONITORED, _MONITOR_RATE = 40, 20.0
+
+
+def _by_role(run: Any, side: str, worker: Child) -> dict[str, Any]:
+    """Redis commands per text by the process that sent them, from MONITOR over a few sends after
+    the profiled window: the worker's connections are its long-lived ones (from /proc); any other
+    client is the producer (one connection per waiting send, or its pooled ones)."""
+    with redisstats.Monitor(run.redis_url) as monitor:
+        if side == "ours":
+            out = run.producers.one(
+                load.serial, run.redis_url, workload.AGENT_FAST, _MONITORED, 0, timeout=120
+            )
+            texts = int(out["messages"])
+        else:
+            at = time.monotonic() + 0.2
+            args = (run.redis_url, run.fast_url, _MONITOR_RATE, at, _MONITORED / _MONITOR_RATE, 10.0)
+            texts = int(run.producers.one(baselines.bare_open_loop, *args, timeout=120)["sent"])
+        time.sleep(0.3)  # the last outcome's commands
+        roles = {str(port): "worker" for port in proc.local_ports(worker.pid, run.redis_port)}
+    roles[monitor.port] = ""
+    return {"texts": texts, **redisstats.by_role(monitor.lines, roles, texts, other="producer")}
 
 
 def phase(run: Any, config: Path) -> dict[str, Any]:
@@ -272,4 +297,22 @@ def render(result: dict[str, Any], top: int = 12) -> str:
                 f"{head}, {block['samples']} samples\n| stage | µs per text | share | into (share of all) |\n"
                 "|---|---|---|---|\n" + "\n".join(rows)
             )
+    roles = [
+        (label, role, per)
+        for side, label in (("ours", "ours"), ("bare", "bare Celery"))
+        for role, per in result.get(side, {}).get("redis_by_role", {}).items()
+        if role != "texts"
+    ]
+    if roles:
+        parts.append(
+            "\nRedis commands per text by the process that sent them (MONITOR over "
+            f"{_MONITORED} sends after the window; a script's commands count to its caller)\n"
+            "| pipeline | process | commands | top commands |\n|---|---|---|---|\n"
+            + "\n".join(
+                f"| {label} | {role} | {per['total']:g} | "
+                + ", ".join(f"{c} {n:g}" for c, n in list(per["by_command"].items())[:10])
+                + " |"
+                for label, role, per in roles
+            )
+        )
     return "\n".join(parts)

@@ -9,6 +9,7 @@ each. The orchestrator's own INFO calls and its samplers' requests are subtracte
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -59,3 +60,70 @@ def capacity(per: dict[str, Any] | None) -> float | None:
     if not per or not per.get("redis_cpu_ms"):
         return None
     return round(1000.0 / float(per["redis_cpu_ms"]), 0)
+
+
+class Monitor:
+    """Redis's MONITOR feed in a thread, for attributing commands to the process that sent them
+    (a diagnostic: MONITOR costs Redis CPU, so it never runs during a measured window).
+
+    `lines` holds (client port, command) in order; a command run by a Lua script has the port of
+    the EVALSHA that ran it (a script runs atomically, so its commands follow that line at once).
+    """
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url, socket_timeout=0.3)
+        self.lines: list[tuple[str, str]] = []
+        self.port = ""
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="bench-monitor", daemon=True)
+
+    def _read(self) -> None:
+        caller = ""
+        with self._client.monitor() as feed:  # type: ignore[no-untyped-call]
+            sock = getattr(feed.connection, "_sock", None)
+            self.port = str(sock.getsockname()[1]) if sock is not None else ""
+            self._ready.set()
+            while not self._stop.is_set():
+                try:
+                    line = feed.next_command()
+                except (redis.TimeoutError, TimeoutError):
+                    continue
+                except (redis.ConnectionError, OSError):
+                    return
+                if not line:
+                    continue
+                name = str(line["command"]).split(" ", 1)[0].lower()
+                if line["client_type"] == "lua":
+                    self.lines.append((caller, name))
+                else:
+                    caller = str(line["client_port"])
+                    self.lines.append((caller, name))
+
+    def __enter__(self) -> Monitor:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(3)
+        self._client.close()
+
+
+def by_role(lines: list[tuple[str, str]], roles: dict[str, str], texts: int, *, other: str) -> dict[str, Any]:
+    """Commands per text by the role of the client port that sent them (`other` for ports not in
+    `roles`, e.g. the short-lived connections of a producer); `roles[port] == ""` drops a port."""
+    counts: dict[str, Counter[str]] = {}
+    for port, name in lines:
+        role = roles.get(port, other)
+        if role:
+            counts.setdefault(role, Counter())[name] += 1
+    n = max(texts, 1)
+    return {
+        role: {
+            "total": round(sum(c.values()) / n, 2),
+            "by_command": {cmd: round(k / n, 2) for cmd, k in c.most_common()},
+        }
+        for role, c in sorted(counts.items())
+    }

@@ -55,16 +55,35 @@ def _ratio(value: float | None) -> str:
 def targets_table(rows: list[Figure]) -> str:
     """Each target: ours, bare Celery's in the same run, ours ÷ bare, the verdict, then the floor
     and the direct call (with ours ÷ them) where they apply. A Markdown table."""
+    ranged = any("range" in row for row in rows)
     header = ["figure", "target", "ours", "bare Celery", "ours ÷ bare", "verdict", *BASELINES.values()]
+    if ranged:
+        header += ["ours, range of the runs", "bare Celery, range", "ours ÷ bare, range"]
     body = []
     for row in rows:
         unit = row["unit"]
         cells = [_baseline(row["baselines"].get(key), unit) for key in BASELINES]
-        body.append([
+        line = [
             row["figure"], row["target"], _num(row["measured"], unit), _num(row["bare"], unit),
             _ratio(row["ratio"]), row["verdict"], *cells,
-        ])  # fmt: skip
+        ]  # fmt: skip
+        if ranged:
+            spans = row.get("range", {})
+            line += [
+                _span(spans.get("measured"), unit),
+                _span(spans.get("bare"), unit),
+                _span(spans.get("ratio"), "×"),
+            ]
+        body.append(line)
     return _table(header, body)
+
+
+def _span(span: list[float] | None, unit: str) -> str:
+    if not span:
+        return "—"
+    if unit == "×":
+        return f"×{span[0]:.2f}–{span[1]:.2f}"
+    return f"{_num(span[0])}–{_num(span[1], unit)}"
 
 
 def _pq(summary: dict[str, Any], *qs: str) -> list[str]:

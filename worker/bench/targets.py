@@ -13,7 +13,7 @@ The floor and direct-call cells stay beside the latency rows as before.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from worker.bench import redisstats
 
@@ -48,6 +48,8 @@ class Figure(TypedDict):
     bare: float | None
     ratio: float | None
     baselines: dict[str, Cell]
+    #: with `--repeat N`: [min, max] of `measured`, `bare` and `ratio` over the N runs
+    range: NotRequired[dict[str, list[float] | None]]
 
 
 def _ratio(ours: float | None, base: float | None) -> float | None:
@@ -80,6 +82,11 @@ def _ratio_verdict(ratio: float | None, limit: float, at_most: bool) -> tuple[bo
 
 def _max(rows: list[dict[str, Any]], key: str) -> float | None:
     return max((r[key] for r in rows if r.get(key) is not None), default=None)
+
+
+def _scripts(per: dict[str, Any]) -> float:
+    by = per.get("by_command", {})
+    return round(float(by.get("evalsha", 0.0)) + float(by.get("eval", 0.0)), 2)
 
 
 def _connections(sat: dict[str, Any]) -> float | None:
@@ -197,6 +204,13 @@ def figures(results: dict[str, Any]) -> list[Figure]:
         "redis_round_trips_per_text", f"Redis round trips per text (requests read), {runs[0][1]}", "stated",
         sat_b["redis"]["round_trips"], "", (None, "stated"), base_b["redis"]["round_trips"],
     )  # fmt: skip
+    out.add(
+        "redis_script_calls_per_text",
+        "Redis script calls per text (EVALSHA/EVAL: the producer's enqueue and the worker's claim with "
+        f"every policy inside it), "
+        f"{runs[0][1]}",
+        "stated", _scripts(sat_b["redis"]), "", (None, "stated"), _scripts(base_b["redis"]),
+    )  # fmt: skip
     mine, theirs = redisstats.capacity(sat_b["redis"]), redisstats.capacity(base_b["redis"])
     out.add(
         "redis_texts_per_s", "texts per second one Redis instance can carry (1 core ÷ Redis CPU per text)",
@@ -213,3 +227,15 @@ def figures(results: dict[str, Any]) -> list[Figure]:
             floor=_cell(floor["push"]["p99"], value, "LPUSH, one at a time"),
         )  # fmt: skip
     return out.rows
+
+
+def add_ranges(rows: list[Figure], runs: list[list[Figure]]) -> None:
+    """Each row's [min, max] over the runs (`--repeat`), for ours, bare Celery and the ratio."""
+    by_key: list[dict[str, dict[str, Any]]] = [{r["key"]: dict(r) for r in run} for run in runs]
+    for row in rows:
+        spans: dict[str, list[float] | None] = {}
+        for field in ("measured", "bare", "ratio"):
+            found = [run[row["key"]].get(field) for run in by_key if row["key"] in run]
+            values = [float(v) for v in found if v is not None]
+            spans[field] = [min(values), max(values)] if values else None
+        row["range"] = spans
