@@ -297,7 +297,9 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     receipts = results["receipts"]
     assert receipts["lost"] == {"sent": 0, "delivered": 0}
     assert receipts["saturation"]["receipts_per_s"] > 0
-    assert receipts["at_load"]["latency"]["n"] == receipts["messages"] == QUICK.receipts_messages
+    # (a seed text that did not make it on a crowded machine is left out and counted, not fatal)
+    assert receipts["messages"] + sum(receipts["seeds_not_accepted"].values()) == QUICK.receipts_messages
+    assert receipts["at_load"]["latency"]["n"] == receipts["messages"] >= 0.9 * QUICK.receipts_messages
     assert "Receipts through the HTTP service" in run.stdout and "receipts/s sustained" in run.stdout
     # nothing left running: redis, the fakes, the workers, the service and the producers were all stopped
     started = results["meta"]["processes"]

@@ -65,7 +65,7 @@ class Options:
 
 
 #: `--quick`: every measurement still runs, on one worker, with tiny counts and short phases
-QUICK = Options(quick=True, workers=1, serial=20, duration=1.2, receipts_messages=60, receipts_rate=50)
+QUICK = Options(quick=True, workers=1, serial=20, duration=2.0, receipts_messages=60, receipts_rate=50)
 
 #: phases `--only` can run by themselves
 PHASES = ("receipts",)

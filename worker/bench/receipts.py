@@ -47,11 +47,13 @@ CONNECTION_ID = "fast"  # the workload's connection labelled "fast"
 # -- producer side (runs in the producer processes) ----------------------------------------------
 
 
-def seed(redis_url: str, count: int, concurrency: int) -> list[tuple[str, str]]:
-    """Send `count` texts, each on its own call; (call_id, provider message id) of the accepted."""
+def seed(redis_url: str, count: int, concurrency: int) -> dict[str, Any]:
+    """Send `count` texts, each on its own call: (call_id, provider message id) of the accepted, and
+    how the others ended (status/error code: counts)."""
 
-    async def main() -> list[tuple[str, str]]:
+    async def main() -> dict[str, Any]:
         accepted: list[tuple[str, str]] = []
+        others: Counter[str] = Counter()
         tag = uuid.uuid4().hex[:8]
         gate = asyncio.Semaphore(concurrency)
         async with SmsClient.from_url(redis_url) as sms:
@@ -65,9 +67,12 @@ def seed(redis_url: str, count: int, concurrency: int) -> list[tuple[str, str]]:
                     )  # fmt: skip
                 if result.status == "accepted" and result.provider_message_id:
                     accepted.append((call_id, result.provider_message_id))
+                else:
+                    code = getattr(result.error, "code", None) if result.error is not None else None
+                    others[f"{result.status}/{code}" if code else str(result.status)] += 1
 
             await asyncio.gather(*(one(i) for i in range(count)))
-        return accepted
+        return {"accepted": accepted, "others": dict(others)}
 
     return asyncio.run(main())
 
@@ -292,13 +297,20 @@ def phase(
     try:
         say(f"receipts: sending {messages} texts to have real message ids")
         share = [max(1, messages // producers)] * producers
-        seeded = [
-            pair for out in run_producers([(seed, (redis_url, n, 50)) for n in share], 600) for pair in out
-        ]
+        outs = run_producers([(seed, (redis_url, n, 50)) for n in share], 600)
     finally:
         stop_workers(workers)
-    if len(seeded) < sum(share):
-        raise BenchError(f"receipts: only {len(seeded)} of {sum(share)} seed texts were accepted")
+    seeded = [tuple(pair) for out in outs for pair in out["accepted"]]
+    others: Counter[str] = Counter()
+    for out in outs:
+        others.update(out["others"])
+    if others:  # e.g. a send that expired on a crowded machine: the phase goes on with the others
+        say(f"receipts: {len(seeded)} of {sum(share)} seed texts accepted; the others: {dict(others)}")
+    if len(seeded) < 0.9 * sum(share):
+        raise BenchError(
+            f"receipts: only {len(seeded)} of {sum(share)} seed texts were accepted; "
+            f"the others: {dict(others)}"
+        )
     service, url = start_service(procs, redis_url, config)
     groups["http"] = [service.pid]
     try:
@@ -331,6 +343,7 @@ def phase(
     events = delivery_counts(redis_url, seeded)
     return {
         "messages": len(seeded),
+        "seeds_not_accepted": dict(others),
         "producers": producers,
         "in_flight_per_producer": in_flight,
         "at_load": at_load,

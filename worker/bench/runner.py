@@ -240,14 +240,12 @@ class Run:
                 baselines.bare_open_loop, self.fast_url, saturation["msg_per_s"], provider_ms
             )
             memory = proc.memory(workers)
+            setup_a = self.setup_a(baselines.bare_saturation, "baseline A", self.slow_url, bare.QUEUE, start)
         finally:
             self.stop_workers(workers)
-        workers = self.start_workers(start, count=1)
-        try:
-            setup_a = self.saturate(baselines.bare_saturation, "baseline A (a)", self.slow_url, bare.QUEUE, 1)
-            setup_a["memory"] = proc.memory(workers)
-        finally:
-            self.stop_workers(workers)
+        setup_a = setup_a or self.setup_a(
+            baselines.bare_saturation, "baseline A", self.slow_url, bare.QUEUE, start, fresh=True
+        )
         return {
             "serial": {
                 "round_trip": summarize(serial["round_trip"]),
@@ -287,15 +285,40 @@ class Run:
             )
             results["memory"] = proc.memory(workers)
             results["worker_metrics"] = worker_metrics({}, self.metrics())
+            setup_a = self.setup_a(load.saturation, "ours", workload.AGENT_SLOW, QUEUE, start)
         finally:
             self.stop_workers(workers)
+        results["setup_a"] = setup_a or self.setup_a(
+            load.saturation, "ours", workload.AGENT_SLOW, QUEUE, start, fresh=True
+        )
+        return results
+
+    def setup_a(
+        self,
+        function: Callable[..., dict[str, Any]],
+        target: str,
+        agent_or_url: str,
+        queue: str,
+        start: Callable[[int], Child],
+        *,
+        fresh: bool = False,
+    ) -> dict[str, Any] | None:
+        """Set-up (a): saturation with one worker driven by one producer process. On the running
+        worker when there is just one (`--workers 1`, `--quick`), else (`fresh`) on a new one;
+        None when neither applies (the caller runs it fresh after stopping its workers)."""
+        if not fresh:
+            if len(self.workers) != 1:
+                return None
+            result = self.saturate(function, f"{target} (a)", agent_or_url, queue, 1)
+            result["memory"] = proc.memory(self.workers)
+            return result
         workers = self.start_workers(start, count=1)
         try:
-            results["setup_a"] = self.saturate(load.saturation, "ours (a)", workload.AGENT_SLOW, QUEUE, 1)
-            results["setup_a"]["memory"] = proc.memory(workers)
+            result = self.saturate(function, f"{target} (a)", agent_or_url, queue, 1)
+            result["memory"] = proc.memory(workers)
         finally:
             self.stop_workers(workers)
-        return results
+        return result
 
     def half_rate(
         self,

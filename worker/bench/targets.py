@@ -206,9 +206,7 @@ def figures(results: dict[str, Any]) -> list[Figure]:
     )  # fmt: skip
     out.add(
         "redis_script_calls_per_text",
-        "Redis script calls per text (EVALSHA/EVAL: the producer's enqueue and the worker's claim with "
-        f"every policy inside it), "
-        f"{runs[0][1]}",
+        f"Redis script calls per text (enqueue + claim with every policy), {runs[0][1]}",
         "stated", _scripts(sat_b["redis"]), "", (None, "stated"), _scripts(base_b["redis"]),
     )  # fmt: skip
     mine, theirs = redisstats.capacity(sat_b["redis"]), redisstats.capacity(base_b["redis"])
