@@ -17,9 +17,11 @@ Settings that decide loss and duplication (the README's "Delivery guarantee" exp
   consumer's hooks (`worker_consumer` = `worker.consumer:Consumer`) for what only Celery can tell.
 - the `threads` pool: a send waits on the network, so threads give high concurrency in one
   process and small memory; HTTP connection pools are shared by the threads (keep-alive).
-- task events are on (`SMS_TASK_EVENTS`), so `celery -A worker flower` shows every send; each
-  send then costs Celery three more Redis PUBLISHes (received, started, succeeded), about 2 ms of
-  latency on a 2-core machine. A fleet monitored through `/metrics` alone may turn them off.
+- task events only while someone watches (`worker.task_events`): each costs a Redis PUBLISH,
+  three per send (received, started, succeeded), so they are off by default
+  (`worker_send_task_events=False`) and on while a monitor asks for them — Flower sends
+  `enable_events` every 5 s, and a lease (`SMS_TASK_EVENTS_LEASE`) turns them off again when it
+  stops. `SMS_TASK_EVENTS=true` keeps them on.
 - Celery's `expires` is not used: the task enforces the job's `expires_at` and reports `expired`.
 
 Operations (docs/operations.md):
@@ -42,7 +44,7 @@ import structlog
 from celery import Celery, signals
 
 from producers.contract import QUEUE
-from worker import health, liveness, logs, redis_client, runtime, tasks, tracing, transport
+from worker import health, liveness, logs, redis_client, runtime, task_events, tasks, tracing, transport
 from worker.settings import Settings
 
 
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.steps["worker"].add(health.WorkerMonitor)
     app.steps["worker"].add(liveness.LivenessStep)
     app.steps["consumer"].add(health.ConsumerHeartbeat)
+    app.steps["consumer"].add(task_events.TaskEventsLease)
     tasks.register(app, settings)
     return app
 

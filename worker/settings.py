@@ -62,8 +62,12 @@ class Settings(BaseSettings):
     #: where workers read connections and agents: `file` (SMS_CONFIG_FILE) or `redis` (the store
     #: that `midcall-sms config` manages, in SMS_REDIS_URL)
     config_source: Literal["file", "redis"] = "file"
-    #: Celery task events (what Flower shows); off saves about three Redis PUBLISHes per send
-    task_events: bool = True
+    #: Celery task events (what Flower shows) for good; off (the default), a worker sends them only
+    #: while a monitor asks (Flower's `enable_events` every 5 s; worker/task_events.py): each
+    #: send then costs three Redis PUBLISHes
+    task_events: bool = False
+    #: seconds task events stay on after a monitor's last `enable_events` (task_events off)
+    task_events_lease: float = Field(default=30.0, ge=1, le=3600)
     log_level: str = "INFO"
     #: `json`, `console`, or `auto` (console on a terminal, JSON otherwise)
     log_format: Literal["json", "console", "auto"] = "auto"
