@@ -119,7 +119,12 @@ class HttpxTwilioClient(HttpClient):  # type: ignore[misc]  # the SDK is untyped
             answer.read()
         finally:
             answer.close()
-        response = Response(answer.status_code, answer.text, answer.headers)
+        # A plain dict (names as sent): the SDK copies it with dict() on every answer, which for
+        # httpx.Headers costs ~13 us against ~3 us for this. A repeated header keeps its last value.
+        answer_headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in answer.headers.raw
+        }
+        response = Response(answer.status_code, answer.text, answer_headers)
         self._local.response = response
         return response
 
@@ -137,7 +142,9 @@ class HttpxTwilioClient(HttpClient):  # type: ignore[misc]  # the SDK is untyped
         """This thread's last response's headers (lower-case names); {} before any answer, or when
         the last request got none."""
         response = getattr(self._local, "response", None)
-        return dict(response.headers) if response is not None and response.headers else {}
+        if response is None or not response.headers:
+            return {}
+        return {name.lower(): value for name, value in response.headers.items()}
 
     def close(self) -> None:
         self.transport.close()
