@@ -11,11 +11,12 @@ from typing import Any, Self
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers import tracing
-from producers.channel import absorb, parse_entries, queued_event, reply_entries
+from producers.batch import Batcher
+from producers.channel import parse_entries, queued_event, reply_entries
 from producers.contract import (
     CallContext,
     Event,
@@ -26,6 +27,7 @@ from producers.contract import (
 from producers.delivery import DeliveryResult
 from producers.enqueue import (
     ENQUEUE,
+    ENQUEUE_SHA,
     RETRACT,
     UNCONFIRMED,
     after_retract,
@@ -39,18 +41,15 @@ from producers.enqueue import (
 )
 from producers.envelope import task_message
 from producers.jobs import DEFAULT_EXPIRES_IN, build_job
+from producers.reader import GRACE as _GRACE
+from producers.reader import MAX_BLOCK, RECONNECT_PAUSE, Reader
 from producers.redis_url import async_client, close_async
 from producers.results import SendResult
 
-#: Connections per client: one per send awaiting its outcome, plus enqueues.
+#: The pool's limit. The client itself holds a handful of connections however many sends wait
+#: (one for its reader, one for its batched writes, a pooled one now and then for a retraction or a
+#: last look); the rest is for code that uses `SmsClient.redis` directly.
 MAX_CONNECTIONS = 2000
-#: The longest single blocking read, in seconds: below redis-py's default 5 s socket timeout,
-#: which then still catches a Redis that went silent.
-MAX_BLOCK = 2.0
-#: Seconds between attempts to read again after Redis dropped the connection.
-RECONNECT_PAUSE = 0.1
-#: Extra seconds allowed past a blocking read's own timeout before the client gives up on Redis.
-_GRACE = 0.5
 #: Seconds one enqueue may take (connecting included) before the job counts as not queued. It is
 #: the enqueue's own budget, independent of `send(timeout=...)`: a send returns `pending` only
 #: after its job is in Redis, so `send()` takes at most max(timeout, ENQUEUE_TIMEOUT) + a grace.
@@ -90,7 +89,9 @@ class SmsClient:
         self._redis = redis
         self._owns_redis = owns_redis
         self._enqueue_timeout = enqueue_timeout
-        self._enqueue_script = redis.register_script(ENQUEUE)
+        # Writes (enqueues, wakes) batched on one connection; waits read through one reader.
+        self._batcher = Batcher(redis, timeout=enqueue_timeout + _GRACE)
+        self._reader = Reader(redis, self._batcher)
         # Enqueues still running after their send() was cancelled: kept referenced, awaited at close.
         self._enqueues: set[asyncio.Task[str | SendResult]] = set()
 
@@ -107,9 +108,10 @@ class SmsClient:
 
         `url` is `redis://…` or a Sentinel URL, `sentinel://h1:26379;sentinel://h2:26379/0?master_name=NAME`
         (`producers/redis_url.py`): the client then follows the master through failovers.
-        Each send waiting for its outcome holds one connection (a blocking XREAD), so the pool
-        is large; with one server it is blocking: past `max_connections` a send waits for a free
-        connection (within its enqueue budget) instead of failing.
+        The client holds a handful of connections however many sends wait (one reader for all
+        waits, one connection for batched writes: `producers/reader.py`, `producers/batch.py`);
+        with one server the pool is blocking: past `max_connections` a command waits for a free
+        connection instead of failing.
         """
         options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_keepalive": True}
         options.update(redis_options)
@@ -133,6 +135,8 @@ class SmsClient:
         if self._enqueues:
             # Let enqueues that outlived a cancelled send() finish (each is bounded by its budget).
             await asyncio.gather(*self._enqueues, return_exceptions=True)
+        await self._reader.aclose()
+        await self._batcher.aclose()
         if self._owns_redis:
             await close_async(self._redis)
 
@@ -234,35 +238,41 @@ class SmsClient:
         """Push the job (`message`: its task message, built when not given) and its `queued` event
         in one fenced Lua call; returns the `queued` event's stream id, after which the job's other
         events come, or None when the job was retracted before."""
-        reply = await self._enqueue_script(
-            keys=keys(job.job_id, job.call.call_id),
-            args=[queued_event(job).dumps(), message or task_message(job), fence_ttl(job)],
+        args = (
+            *keys(job.job_id, job.call.call_id),
+            queued_event(job).dumps(),
+            message or task_message(job),
+            fence_ttl(job),
         )
+        try:
+            reply = await self._batcher.call("EVALSHA", ENQUEUE_SHA, 3, *args)
+        except NoScriptError:  # a restarted or flushed Redis: EVAL caches the script again
+            reply = await self._batcher.call("EVAL", ENQUEUE, 3, *args)
         return enqueue_answer(reply)
 
     async def wait(self, job: Job, *, timeout: float, since: str = "0-0") -> SendResult:
         """The job's outcome from its call's result channel, or `pending` after `timeout`.
 
         `since` is a stream id the job's events come after (its `queued` event's, from `enqueue`);
-        the default reads the call's channel from the start.
+        the default reads the call's channel from the start. The wait goes through the client's
+        one reader (`producers/reader.py`); Redis going away meanwhile (a restart, a failover) is
+        bridged by the reader, and the events are in the stream, so none is missed. Past the
+        deadline: `pending`.
         """
         seen: list[Event] = []
-        last_id = since
         deadline = time.monotonic() + max(timeout, 0.0)
-        key = events_key(job.call.call_id)
-        while (remaining := deadline - time.monotonic()) > 0:
-            block = min(remaining, MAX_BLOCK)
-            try:
-                async with asyncio.timeout(block + _GRACE):
-                    reply = await self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
-            except (TimeoutError, RedisError, OSError):
-                # Redis went away (a restart, a failover): try again until our own deadline; the
-                # events are in the stream, so none is missed. Past the deadline: pending.
-                await asyncio.sleep(min(RECONNECT_PAUSE, max(deadline - time.monotonic(), 0)))
-                continue
-            last_id, done = absorb(job.job_id, reply, seen, last_id)
-            if done:
-                break
+        if timeout <= 0:
+            return SendResult.from_events(job, seen)
+        sub = self._reader.subscribe(events_key(job.call.call_id), since)
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                for _, event in await sub.next(remaining):
+                    if event.job_id == job.job_id:
+                        seen.append(event)
+                        if event.terminal:
+                            return SendResult.from_events(job, seen)
+        finally:
+            self._reader.unsubscribe(sub)
         return SendResult.from_events(job, seen)
 
     async def wait_delivery(
@@ -275,48 +285,58 @@ class SmsClient:
         """
         job_id, call_id = delivery_target(result_or_job_id, call_id)
         seen: list[Event] = []
-        last_id = "0-0"
         deadline = time.monotonic() + max(timeout, 0.0)
         key = events_key(call_id)
-        while True:
-            remaining = deadline - time.monotonic()
-            # Blocks only while time is left; the last read (or timeout=0) just looks.
-            block = max(int(min(remaining, MAX_BLOCK) * 1000), 1) if remaining > 0 else None
+        sub = self._reader.subscribe(key)
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                found = [e for _, e in await sub.next(remaining) if DeliveryResult.relevant(job_id, e)]
+                if found:
+                    seen.extend(found)
+                    if DeliveryResult.settled_by(job_id, seen):
+                        return DeliveryResult.from_events(job_id, seen)
+            # The last look, without blocking (all of it when timeout=0): what is on the stream now.
             try:
-                async with asyncio.timeout((block or 0) / 1000 + _GRACE):
-                    reply = await self._redis.xread({key: last_id}, block=block)
+                async with asyncio.timeout(_GRACE):
+                    reply = await self._redis.xread({key: sub.last_id})
             except (TimeoutError, RedisError, OSError):
-                await asyncio.sleep(min(RECONNECT_PAUSE, max(deadline - time.monotonic(), 0)))
                 reply = None
-            for entry_id, event in parse_entries(reply_entries(reply)):
-                last_id = entry_id
-                if DeliveryResult.relevant(job_id, event):
-                    seen.append(event)
-            if DeliveryResult.settled_by(job_id, seen) or remaining <= 0:
-                return DeliveryResult.from_events(job_id, seen)
+            looked = parse_entries(reply_entries(reply))
+            seen.extend(e for _, e in looked if DeliveryResult.relevant(job_id, e))
+        finally:
+            self._reader.unsubscribe(sub)
+        return DeliveryResult.from_events(job_id, seen)
 
     async def events(
         self, call_id: str, *, since: str = "0-0", idle_timeout: float | None = None
     ) -> AsyncIterator[Event]:
         """Every event of the call from `since`, including late ones (delivered, undelivered).
 
-        Runs until the caller stops iterating, or until no event came for `idle_timeout` seconds.
+        Runs until the caller stops iterating, or until no event came for `idle_timeout` seconds
+        (counted from the client's first read of the stream, which comes back at once with what
+        is already there).
         """
-        key = events_key(call_id)
-        last_id = since
-        idle_deadline = None if idle_timeout is None else time.monotonic() + idle_timeout
-        while True:
-            block = MAX_BLOCK if idle_deadline is None else min(MAX_BLOCK, idle_deadline - time.monotonic())
-            if block <= 0:
-                return
-            async with asyncio.timeout(block + _GRACE):
-                reply = await self._redis.xread({key: last_id}, block=max(int(block * 1000), 1))
-            entries = parse_entries(reply_entries(reply))
-            for entry_id, event in entries:
-                last_id = entry_id
-                yield event
-            if entries and idle_timeout is not None:
-                idle_deadline = time.monotonic() + idle_timeout
+        sub = self._reader.subscribe(events_key(call_id), since)
+        started = time.monotonic()
+        idle_deadline: float | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                if idle_timeout is None:
+                    wait = MAX_BLOCK
+                else:
+                    if idle_deadline is None and (sub.read or now - started > MAX_BLOCK + _GRACE):
+                        idle_deadline = now + idle_timeout
+                    wait = MAX_BLOCK + _GRACE if idle_deadline is None else idle_deadline - now
+                    if wait <= 0:
+                        return
+                entries = await sub.next(wait)
+                for _, event in entries:
+                    yield event
+                if entries and idle_timeout is not None:
+                    idle_deadline = time.monotonic() + idle_timeout
+        finally:
+            self._reader.unsubscribe(sub)
 
 
 def _uncancel() -> None:

@@ -416,3 +416,8 @@ def mask_number(number: str | None) -> str | None:
         # Too short to show both ends without revealing most of it.
         return number[:2] + "*" * max(len(number) - 2, 0)
     return f"{number[:5]}****{number[-3:]}"
+
+
+def as_text(value: bytes | str | Any) -> str:
+    """A Redis reply's string as `str` (redis-py returns bytes or str depending on `decode_responses`)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -21,6 +21,7 @@ Producers in other languages may keep pushing with a plain `LPUSH`: workers neve
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any, Literal
 
@@ -78,6 +79,9 @@ redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('SET', KEYS[1], id, 'EX', tonumber(ARGV[3]))
 return {{'queued', id}}
 """
+
+#: The SHA1 `EVALSHA` names the script by.
+ENQUEUE_SHA = hashlib.sha1(ENQUEUE.encode()).hexdigest()
 
 # ARGV: task message, terminal `failed` event JSON, fence TTL.
 # Returns {'fenced'|'retracted'|'taken', stream id of the queued event or ''}.

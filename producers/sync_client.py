@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers import tracing
 from producers.channel import absorb, parse_entries, queued_event, reply_entries
-from producers.client import _GRACE, ENQUEUE_TIMEOUT, MAX_BLOCK, RECONNECT_PAUSE, delivery_target
+from producers.client import ENQUEUE_TIMEOUT, delivery_target
 from producers.contract import CallContext, Event, Job, VariableValue, events_key
 from producers.delivery import DeliveryResult
 from producers.enqueue import (
@@ -38,6 +38,8 @@ from producers.enqueue import (
 )
 from producers.envelope import task_message
 from producers.jobs import DEFAULT_EXPIRES_IN, build_job
+from producers.reader import GRACE as _GRACE
+from producers.reader import MAX_BLOCK, RECONNECT_PAUSE
 from producers.redis_url import close_sync, sync_client
 from producers.results import SendResult
 
