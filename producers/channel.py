@@ -1,47 +1,16 @@
-"""Reading and writing a call's result channel (a Redis Stream), shared by both clients."""
+"""A call's result channel as the clients read it (redis-py replies), and the `queued` event."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from producers.contract import (
-    EVENT_FIELD,
-    EVENTS_MAXLEN,
-    EVENTS_TTL_SECONDS,
-    Event,
-    Job,
-    Status,
-    events_key,
-    mask_number,
-    tool_message,
-    utcnow,
-)
+from producers.contract import EVENT_FIELD, Event, Job, Status, as_text, mask_number
+from producers.events import new_event
 
 
 def queued_event(job: Job) -> Event:
-    return Event(
-        job_id=job.job_id,
-        call_id=job.call.call_id,
-        status=Status.QUEUED,
-        terminal=False,
-        at=utcnow(),
-        to=mask_number(job.to),
-        tool_message=tool_message("pending"),
-    )
-
-
-def xadd_args(event: Event) -> tuple[str, dict[str, str]]:
-    return events_key(event.call_id), {EVENT_FIELD: event.dumps()}
-
-
-XADD_OPTIONS: dict[str, Any] = {"maxlen": EVENTS_MAXLEN, "approximate": True}
-TTL = EVENTS_TTL_SECONDS
-
-
-def stream_id(value: Any) -> str:
-    """A stream entry id as text (redis-py returns bytes or str depending on decoding)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return new_event(job.job_id, job.call.call_id, Status.QUEUED, to=mask_number(job.to))
 
 
 def parse_entries(entries: Iterable[Sequence[Any]]) -> list[tuple[str, Event]]:
@@ -53,8 +22,7 @@ def parse_entries(entries: Iterable[Sequence[Any]]) -> list[tuple[str, Event]]:
             raw = fields.get(EVENT_FIELD.encode()) if isinstance(fields, dict) else None
         if raw is None:
             continue
-        sid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        parsed.append((sid, Event.model_validate_json(raw)))
+        parsed.append((as_text(entry_id), Event.model_validate_json(raw)))
     return parsed
 
 

@@ -29,6 +29,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    ValidationError,
     model_validator,
 )
 
@@ -421,3 +422,17 @@ def mask_number(number: str | None) -> str | None:
 def as_text(value: bytes | str | Any) -> str:
     """A Redis reply's string as `str` (redis-py returns bytes or str depending on `decode_responses`)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def validation_problems(exc: ValidationError, *, root: str = "", limit: int | None = None) -> str:
+    """A pydantic validation error as `field.path: message; …` — never the offending value.
+
+    The location is joined by "."; `root` stands for an empty one (the whole object); pydantic's
+    "Value error, " prefix is dropped; `limit` keeps the first errors only.
+    """
+    parts = []
+    for err in exc.errors()[:limit]:
+        field = ".".join(str(p) for p in err["loc"]) or root
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}" if field else message)
+    return "; ".join(parts)

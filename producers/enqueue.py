@@ -26,20 +26,19 @@ import math
 from typing import Any, Literal
 
 from producers.contract import (
-    EVENT_FIELD,
-    EVENTS_MAXLEN,
-    EVENTS_TTL_SECONDS,
     QUEUE,
     ErrorCode,
     ErrorInfo,
     Event,
     Job,
     Status,
+    as_text,
     events_key,
     mask_number,
     tool_message,
     utcnow,
 )
+from producers.events import lua_publish, new_event
 from producers.results import SendResult
 
 #: Seconds a fence outlives its job's `expires_at`: a push Redis runs after the fence is gone can
@@ -73,8 +72,7 @@ def keys(job_id: str, call_id: str) -> list[str]:
 ENQUEUE = f"""
 local fence = redis.call('GET', KEYS[1])
 if fence then return {{'exists', fence}} end
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', ARGV[1])
-redis.call('EXPIRE', KEYS[2], {EVENTS_TTL_SECONDS})
+{lua_publish("KEYS[2]", "ARGV[1]", id_var="id")}
 redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('SET', KEYS[1], id, 'EX', tonumber(ARGV[3]))
 return {{'queued', id}}
@@ -93,8 +91,7 @@ if not fence or fence == '{RETRACTED}' then
 end
 if redis.call('LREM', KEYS[3], 1, ARGV[1]) == 1 then
   redis.call('SET', KEYS[1], '{RETRACTED}', 'EX', tonumber(ARGV[3]))
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', ARGV[2])
-  redis.call('EXPIRE', KEYS[2], {EVENTS_TTL_SECONDS})
+{lua_publish("KEYS[2]", "ARGV[2]")}
   return {{'retracted', fence}}
 end
 return {{'taken', fence}}
@@ -103,18 +100,14 @@ return {{'taken', fence}}
 Retraction = Literal["fenced", "retracted", "taken"]
 
 
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def enqueue_answer(reply: Any) -> str | None:
     """The `queued` event's stream id from an `ENQUEUE` reply, or None when the job was retracted."""
-    _, value = (text(part) for part in reply)
+    _, value = (as_text(part) for part in reply)
     return None if value == RETRACTED else value
 
 
 def retract_answer(reply: Any) -> tuple[Retraction, str]:
-    kind, value = (text(part) for part in reply)
+    kind, value = (as_text(part) for part in reply)
     assert kind in ("fenced", "retracted", "taken"), kind
     return kind, value  # type: ignore[return-value]
 
@@ -144,16 +137,8 @@ def not_queued(job: Job, reason: str) -> SendResult:
 
 def not_queued_event(job: Job, reason: str) -> Event:
     """The terminal event a retraction publishes after the job's `queued` event."""
-    return Event(
-        job_id=job.job_id,
-        call_id=job.call.call_id,
-        status=Status.FAILED,
-        terminal=True,
-        at=utcnow(),
-        to=mask_number(job.to),
-        error=_error(reason),
-        tool_message=tool_message(Status.FAILED, ErrorCode.PROVIDER_UNAVAILABLE),
-    )
+    to = mask_number(job.to)
+    return new_event(job.job_id, job.call.call_id, Status.FAILED, error=_error(reason), to=to)
 
 
 def after_retract(job: Job, reply: Any, reason: str) -> str | SendResult:

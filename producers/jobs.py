@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 
-from producers.contract import CallContext, Job, VariableValue, utcnow
+from producers.contract import CallContext, Job, VariableValue, utcnow, validation_problems
 from producers.tracing import current_traceparent
 
 #: How long a job may wait before it is dropped as `expired` instead of sent late.
@@ -71,7 +71,4 @@ def build_job(
             traceparent=traceparent or current_traceparent(),
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'job'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ValueError(f"invalid SMS request: {problems}") from None
+        raise ValueError(f"invalid SMS request: {validation_problems(exc, root='job')}") from None

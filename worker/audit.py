@@ -16,7 +16,14 @@ from typing import Any
 import redis
 
 from producers.channel import parse_entries
-from producers.contract import DELIVERY_STATUSES, TERMINAL_STATUSES, Event, call_jobs_key, events_key
+from producers.contract import (
+    DELIVERY_STATUSES,
+    TERMINAL_STATUSES,
+    Event,
+    as_text,
+    call_jobs_key,
+    events_key,
+)
 from worker import receipts
 
 #: Fields of a job summary shown only with bodies.
@@ -32,7 +39,7 @@ def call_messages(client: redis.Redis, call_id: str, *, bodies: bool = False) ->
     jobs: dict[str, list[Event]] = {}
     for _, event in parse_entries(entries):
         jobs.setdefault(event.job_id, []).append(event)
-    recorded = {_text(k): json.loads(_text(v)) for k, v in summaries.items()}
+    recorded = {as_text(k): json.loads(as_text(v)) for k, v in summaries.items()}
     trail: list[dict[str, Any]] = []
     for job_id, job_events in jobs.items():
         trail.append(_job(client, job_id, job_events, recorded.get(job_id, {}), bodies=bodies))
@@ -134,7 +141,3 @@ def render(trail: list[dict[str, Any]], call_id: str) -> str:
             what = f"receipt {receipt['status']} ({receipt['source']}){code}"
             lines.append(f"  {receipt['at']}  {what} → {receipt['result']}{parked}")
     return "\n".join(lines)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
