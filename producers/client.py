@@ -15,8 +15,9 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers import tracing
+from producers.base import ENQUEUE_TIMEOUT, ClientBase, delivery_target, enqueue_args, retract_args
 from producers.batch import Batcher
-from producers.channel import parse_entries, queued_event, reply_entries
+from producers.channel import parse_entries, reply_entries
 from producers.contract import (
     CallContext,
     Event,
@@ -32,10 +33,7 @@ from producers.enqueue import (
     UNCONFIRMED,
     after_retract,
     enqueue_answer,
-    fence_ttl,
-    keys,
     not_queued,
-    not_queued_event,
     retract_budget,
     unreachable,
 )
@@ -50,27 +48,9 @@ from producers.results import SendResult
 #: (one for its reader, one for its batched writes, a pooled one now and then for a retraction or a
 #: last look); the rest is for code that uses `SmsClient.redis` directly.
 MAX_CONNECTIONS = 2000
-#: Seconds one enqueue may take (connecting included) before the job counts as not queued. It is
-#: the enqueue's own budget, independent of `send(timeout=...)`: a send returns `pending` only
-#: after its job is in Redis, so `send()` takes at most max(timeout, ENQUEUE_TIMEOUT) + a grace.
-ENQUEUE_TIMEOUT = 1.0
 
 
-def delivery_target(result_or_job_id: SendResult | str, call_id: str | None) -> tuple[str, str]:
-    """The job id and call id `wait_delivery` reads (a `SendResult` knows its call from its events)."""
-    if isinstance(result_or_job_id, SendResult):
-        job_id = result_or_job_id.job_id
-        call_id = call_id or next((e.call_id for e in result_or_job_id.events), None)
-    else:
-        job_id = result_or_job_id
-    if not isinstance(job_id, str) or not job_id:
-        raise TypeError("wait_delivery() takes a SendResult or a job id")
-    if not call_id:
-        raise ValueError("wait_delivery() needs call_id= for this result")
-    return job_id, call_id
-
-
-class SmsClient:
+class SmsClient(ClientBase[Redis]):
     """Sends SMS through the worker fleet and waits for the outcome, never blocking the event loop.
 
     ```python
@@ -84,11 +64,7 @@ class SmsClient:
     def __init__(
         self, redis: Redis, *, owns_redis: bool = False, enqueue_timeout: float = ENQUEUE_TIMEOUT
     ) -> None:
-        if enqueue_timeout <= 0:
-            raise ValueError("enqueue_timeout must be positive")
-        self._redis = redis
-        self._owns_redis = owns_redis
-        self._enqueue_timeout = enqueue_timeout
+        super().__init__(redis, owns_redis=owns_redis, enqueue_timeout=enqueue_timeout)
         # Writes (enqueues, wakes) batched on one connection; waits read through one reader.
         self._batcher = Batcher(redis, timeout=enqueue_timeout + _GRACE)
         self._reader = Reader(redis, self._batcher)
@@ -117,11 +93,6 @@ class SmsClient:
         options.update(redis_options)
         client = async_client(url, max_connections=max_connections, **options)
         return cls(client, owns_redis=True, enqueue_timeout=enqueue_timeout)
-
-    @property
-    def redis(self) -> Redis:
-        """The client's Redis connection (for reading a call's channel directly)."""
-        return self._redis
 
     async def __aenter__(self) -> Self:
         return self
@@ -192,7 +163,7 @@ class SmsClient:
         message = task_message(job)
         budget = self._enqueue_timeout
         deadline = time.monotonic() + budget
-        reason = f"the SMS queue (Redis) did not answer within {budget:g} s"
+        reason = self._budget_reason()
         try:
             async with asyncio.timeout(budget):
                 for attempt in itertools.count():
@@ -219,12 +190,12 @@ class SmsClient:
 
     async def _retract(self, job: Job, message: bytes, reason: str) -> str | SendResult:
         """Make sure a push that failed is either queued (a worker has it) or never will be."""
-        args = (message, not_queued_event(job, reason).dumps(), fence_ttl(job))
+        args = retract_args(job, message, reason)
         try:
             async with asyncio.timeout(retract_budget(self._enqueue_timeout)):
                 while True:
                     try:
-                        reply = await self._redis.eval(RETRACT, 3, *keys(job.job_id, job.call.call_id), *args)
+                        reply = await self._redis.eval(RETRACT, 3, *args)
                         return after_retract(job, reply, reason)
                     except (RedisConnectionError, RedisTimeoutError):
                         await asyncio.sleep(RECONNECT_PAUSE)
@@ -238,12 +209,7 @@ class SmsClient:
         """Push the job (`message`: its task message, built when not given) and its `queued` event
         in one fenced Lua call; returns the `queued` event's stream id, after which the job's other
         events come, or None when the job was retracted before."""
-        args = (
-            *keys(job.job_id, job.call.call_id),
-            queued_event(job).dumps(),
-            message or task_message(job),
-            fence_ttl(job),
-        )
+        args = enqueue_args(job, message or task_message(job))
         try:
             reply = await self._batcher.call("EVALSHA", ENQUEUE_SHA, 3, *args)
         except NoScriptError:  # a restarted or flushed Redis: EVAL caches the script again

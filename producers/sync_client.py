@@ -15,24 +15,22 @@ from typing import Any, Self
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers import tracing
-from producers.channel import absorb, parse_entries, queued_event, reply_entries
-from producers.client import ENQUEUE_TIMEOUT, delivery_target
+from producers.base import ENQUEUE_TIMEOUT, ClientBase, delivery_target, enqueue_args, retract_args
+from producers.channel import absorb, parse_entries, reply_entries
 from producers.contract import CallContext, Event, Job, VariableValue, events_key
 from producers.delivery import DeliveryResult
 from producers.enqueue import (
     ENQUEUE,
+    ENQUEUE_SHA,
     RETRACT,
     UNCONFIRMED,
     after_retract,
     enqueue_answer,
-    fence_ttl,
-    keys,
     not_queued,
-    not_queued_event,
     retract_budget,
     unreachable,
 )
@@ -44,19 +42,14 @@ from producers.redis_url import close_sync, sync_client
 from producers.results import SendResult
 
 
-class SyncSmsClient:
+class SyncSmsClient(ClientBase[Redis]):
     """Blocking twin of `SmsClient`: `send()` returns `accepted`, `failed` or `pending`, with the same
     guarantees (`pending` only for a job that is in Redis; a bounded enqueue; a bounded wait)."""
 
     def __init__(
         self, redis: Redis, *, owns_redis: bool = False, enqueue_timeout: float = ENQUEUE_TIMEOUT
     ) -> None:
-        if enqueue_timeout <= 0:
-            raise ValueError("enqueue_timeout must be positive")
-        self._redis = redis
-        self._owns_redis = owns_redis
-        self._enqueue_timeout = enqueue_timeout
-        self._enqueue_script = redis.register_script(ENQUEUE)
+        super().__init__(redis, owns_redis=owns_redis, enqueue_timeout=enqueue_timeout)
 
     @classmethod
     def from_url(cls, url: str, *, enqueue_timeout: float = ENQUEUE_TIMEOUT, **redis_options: Any) -> Self:
@@ -127,7 +120,7 @@ class SyncSmsClient:
         message = task_message(job)
         budget = self._enqueue_timeout
         deadline = time.monotonic() + budget
-        reason = f"the SMS queue (Redis) did not answer within {budget:g} s"
+        reason = self._budget_reason()
         attempt = 0
         while True:
             try:
@@ -147,11 +140,11 @@ class SyncSmsClient:
 
     def _retract(self, job: Job, message: bytes, reason: str) -> str | SendResult:
         """Make sure a push that failed is either queued (a worker has it) or never will be."""
-        args = (message, not_queued_event(job, reason).dumps(), fence_ttl(job))
+        args = retract_args(job, message, reason)
         deadline = time.monotonic() + retract_budget(self._enqueue_timeout)
         while True:
             try:
-                reply = self._redis.eval(RETRACT, 3, *keys(job.job_id, job.call.call_id), *args)
+                reply = self._redis.eval(RETRACT, 3, *args)
                 return after_retract(job, reply, reason)
             except (RedisConnectionError, RedisTimeoutError):
                 if time.monotonic() + RECONNECT_PAUSE >= deadline:
@@ -163,10 +156,11 @@ class SyncSmsClient:
 
     def enqueue(self, job: Job, message: bytes | None = None) -> str | None:
         """Push the job and its `queued` event in one fenced Lua call (see `SmsClient.enqueue`)."""
-        reply = self._enqueue_script(
-            keys=keys(job.job_id, job.call.call_id),
-            args=[queued_event(job).dumps(), message or task_message(job), fence_ttl(job)],
-        )
+        args = enqueue_args(job, message or task_message(job))
+        try:
+            reply = self._redis.evalsha(ENQUEUE_SHA, 3, *args)
+        except NoScriptError:  # a restarted or flushed Redis: EVAL caches the script again
+            reply = self._redis.eval(ENQUEUE, 3, *args)
         return enqueue_answer(reply)
 
     def wait(self, job: Job, *, timeout: float, since: str = "0-0") -> SendResult:
