@@ -12,6 +12,7 @@ Fewer writes and reads also means less CPU per send.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -21,6 +22,21 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = tuple[Any, ...]
+
+_hiredis_pack: Callable[[Command], Any] | None
+try:  # hiredis, which redis[hiredis] brings, packs a command in C, several times faster
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - a redis-py without hiredis
+    _hiredis_pack = None
+
+
+def pack(conn: AbstractConnection, commands: list[Command]) -> bytes | list[bytes]:
+    """`commands` in the wire format, ready for `send_packed_command`."""
+    if _hiredis_pack is None:
+        return conn.pack_commands(commands)
+    if len(commands) == 1:
+        return bytes(_hiredis_pack(commands[0]))
+    return b"".join([_hiredis_pack(command) for command in commands])
 
 
 class Batcher:
@@ -76,7 +92,7 @@ class Batcher:
                 if self._conn is None:
                     self._conn = await self._redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
                 conn = self._conn
-                await conn.send_packed_command(conn.pack_commands([command for command, _ in batch]))
+                await conn.send_packed_command(pack(conn, [command for command, _ in batch]))
                 for _, future in batch:
                     try:
                         reply = await conn.read_response()

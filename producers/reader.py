@@ -37,7 +37,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
-from producers.batch import Batcher
+from producers.batch import Batcher, pack
 from producers.contract import Event, as_text
 from producers.streams import StreamId, format_id, parse_id, parse_raw_entries, raw_streams
 
@@ -224,9 +224,9 @@ class Reader:
             if self._conn is None:
                 self._conn = await self._redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
             conn = self._conn
-            await conn.send_command(
-                "XREAD", "BLOCK", self._block_ms, "STREAMS", self._wake_key, *keys, self._wake_id, *ids
-            )
+            streams = (self._wake_key, *keys, self._wake_id, *ids)
+            command = ("XREAD", "BLOCK", self._block_ms, "STREAMS", *streams)
+            await conn.send_packed_command(pack(conn, [command]))
             return await conn.read_response()
 
     async def _drop(self) -> None:
