@@ -4,6 +4,12 @@ Every Redis call is bounded without an event loop's timers: connections have a c
 socket timeout (the enqueue budget), and the blocking `XREAD` of a wait is read with its own
 per-read timeout (the block plus half a second), so a Redis that accepts connections and never
 answers cannot hold `send()` past its bound.
+
+Unlike `SmsClient`, each waiting send reads its call's stream itself, on a pooled connection it
+holds while it waits: a blocking client's concurrency is its threads, and each thread holds at most
+one connection at a time (its push, or its wait's read), so the pool never exceeds the threads that
+use the client. A shared reader thread (`producers/reader.py` in threads) would save connections
+only for more threads than that, and would add two thread hand-offs to every event.
 """
 
 from __future__ import annotations
