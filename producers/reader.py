@@ -206,13 +206,15 @@ class Reader:
             try:
                 reply = await self._xread(cursors)
             except (TimeoutError, RedisError, OSError):
-                # Redis went away (a restart, a failover): read again from the same ids.
+                # Redis went away (a restart, a failover): read again from the same ids. The wake
+                # stream is read from its start again: a new master's clock may be behind.
                 self._reading = None
+                self._wake_id = "0-0"
                 await self._drop()
                 await asyncio.sleep(RECONNECT_PAUSE)
                 continue
             self._reading = None
-            self._dispatch(reply, fresh)
+            self._dispatch(reply, cursors, fresh)
             # Let the waiters take their entries (and leave) before the next read is sent.
             await asyncio.sleep(0)
 
@@ -235,7 +237,13 @@ class Reader:
             await conn.disconnect(nowait=True)
             await self._redis.connection_pool.release(conn)
 
-    def _dispatch(self, reply: Any, fresh: list[Subscription]) -> None:
+    def _dispatch(self, reply: Any, cursors: dict[str, StreamId], fresh: list[Subscription]) -> None:
+        """Hand each subscriber the entries after its own id, from a read made from `cursors`.
+
+        A subscriber that joined after the read was sent, with an id older than the read's
+        cursor for its stream, is not served from it: the entries between its id and the cursor
+        are not in this reply, and the next read (from the older id) brings them.
+        """
         for raw_key, entries in raw_streams(reply):
             key = as_text(raw_key)
             if not entries:
@@ -248,8 +256,9 @@ class Reader:
                 continue
             parsed = parse_raw_entries(entries)
             newest = parsed[-1][1]
+            cursor = cursors.get(key)
             for sub in subs:
-                if sub.last >= newest:
+                if sub.last >= newest or cursor is None or sub.last < cursor:
                     continue
                 after = sub.last
                 sub.entries.extend((sid, e) for sid, tid, e in parsed if e is not None and tid > after)

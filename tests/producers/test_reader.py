@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -14,7 +14,7 @@ import redis
 from producers import CallContext, SmsClient, Status
 from producers.contract import EVENT_FIELD, Event, events_key, utcnow
 from producers.jobs import build_job
-from producers.reader import MAX_BLOCK
+from producers.reader import MAX_BLOCK, Reader, Subscription
 from tests.producers.responder import Responder
 from worker.redis_server import RedisServer
 
@@ -178,3 +178,34 @@ async def test_waits_blocked_across_a_redis_restart_still_hear_their_outcome(own
         client.close()
         results = await asyncio.gather(*waits)
     assert [r.status for r in results] == ["accepted"] * 10
+
+
+def _raw_reply(shape: str, key: str, entries: list[tuple[str, str]]) -> Any:
+    """A raw XREAD reply as a connection reads it: RESP2 or RESP3, bytes or decoded."""
+
+    def enc(value: str) -> Any:
+        return value.encode() if shape.endswith("bytes") else value
+
+    raw_entries = [[enc(entry_id), [enc(EVENT_FIELD), enc(json)]] for entry_id, json in entries]
+    if shape.startswith("resp3"):
+        return {enc(key): raw_entries}
+    return [[enc(key), raw_entries]]
+
+
+@pytest.mark.parametrize("shape", ["resp2-bytes", "resp2-str", "resp3-bytes", "resp3-str"])
+def test_a_read_serves_only_the_subscribers_it_covered(shape: str) -> None:
+    """A reply read from cursor 4-0 goes to the subscriber that had seen 4-0; one that joined
+    meanwhile from 1-0 gets nothing from it (entries 2-0..4-0 are not in it) and keeps its id, so
+    the next read starts from 1-0 and brings them all."""
+    reader = Reader(cast(Any, None), cast(Any, None))
+    key = events_key("CA-d")
+    covered, newcomer = Subscription(key, "4-0"), Subscription(key, "1-0")
+    reader._subs[key] = [covered, newcomer]
+    event = Event(
+        job_id="j", call_id="CA-d", status=Status.SENDING, terminal=False, at=utcnow(), tool_message="x"
+    )
+    reply = _raw_reply(shape, key, [("5-0", event.dumps()), ("6-0", '{"not": "an event"}')])
+    reader._dispatch(reply, {key: (4, 0)}, [covered])
+    assert [(entry_id, e.status) for entry_id, e in covered.entries] == [("5-0", Status.SENDING)]
+    assert covered.last_id == "6-0" and covered.read
+    assert newcomer.entries == [] and newcomer.last_id == "1-0" and not newcomer.read
