@@ -16,7 +16,9 @@ START / UNSTOP / YES removes it. Each connection's list is one Redis hash,
 `sms:optout:<connection_id>`, whose fields are `<sending number>|<hash>` (or `*|<hash>` for the
 whole connection), where `<hash>` is the recipient's keyed hash (`worker/hashing.py`), never the
 number; the value records the masked number, when and why. The send path checks the list inside
-the claim script (`worker/idempotency.py`), so it costs no Redis round trip of its own.
+the claim script (`worker/idempotency.py`), so it costs no Redis round trip of its own; a send
+that switches to its fallback connection checks that connection's list too (`check`, one HMGET
+on that rare path).
 """
 
 from __future__ import annotations

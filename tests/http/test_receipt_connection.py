@@ -1,7 +1,8 @@
 """A receipt changes a message only when it comes through the callback route of the connection
-that sent it: the `{connection_id}` of the URL against the message-id mapping, and a Telnyx
-payload's `messaging_profile_id` against the connection's. A misrouted receipt is answered 200
-`ignored` (no retries of something that can never match) and writes nothing."""
+that sent it: the `{connection_id}` of the URL against the message-id mapping, a Twilio
+callback's `AccountSid` and a Telnyx payload's `messaging_profile_id` against the connection's.
+A misrouted receipt is answered 200 `ignored` (no retries of something that can never match)
+and writes nothing."""
 
 from __future__ import annotations
 
@@ -104,6 +105,28 @@ def test_a_misrouted_receipt_that_was_parked_is_dropped_when_the_mapping_appears
     assert not redis_client.exists(parked_key("twilio", SID))
     assert not redis_client.exists(events_key("CA-conn"))
     assert receipts.read_mapping(redis_client, "twilio", SID)["status"] == "accepted"
+
+
+def test_a_twilio_receipt_naming_another_account_is_ignored(
+    redis_client: redis.Redis, redis_url: str, telnyx_key: signing.TelnyxKey
+) -> None:
+    """A Twilio callback on the Support route, signed with Support's token, whose `AccountSid` is
+    another account's: ignored, nothing written; with Support's own `AccountSid` it is applied."""
+    map_message(redis_client, "twilio", SID, "twilio-support")
+    path = "/v1/webhooks/twilio/twilio-support/status"
+
+    def post(account_sid: str) -> dict[str, str]:
+        fields = {"MessageSid": SID, "MessageStatus": "delivered", "AccountSid": account_sid}
+        signed = signing.twilio(PUBLIC_URL + path, fields)
+        answer = client.post(path, content=signed.body, headers=signed.headers)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    with service(redis_client, redis_url, telnyx_key) as client:
+        before = dump_all(redis_client)
+        assert post("AC" + "9" * 32) == {"outcome": "ignored"}
+        assert dump_all(redis_client) == before
+        assert post(signing.TWILIO_SID) == {"outcome": "published"}
 
 
 def test_a_telnyx_receipt_naming_another_messaging_profile_is_ignored(

@@ -15,7 +15,8 @@ Each request, in this order, answering as soon as one step refuses:
    (`worker.http.inbound`).
 
 A receipt that is not about a message of the route's connection (the message-id mapping names
-another connection, or a Telnyx payload names another messaging profile) changes nothing and is
+another connection, or the receipt names another account or profile: the provider's
+`receipt_belongs_to`, e.g. Twilio `AccountSid`, Telnyx `messaging_profile_id`) changes nothing and is
 answered 200 `ignored` (counted as `outcome="mismatch"`, logged as a warning), not 403. The
 signature is good, so this is the provider speaking, not a forger: the callback is misrouted
 (a second account or profile pointed at this route). Providers retry a 4xx/5xx — Telnyx several

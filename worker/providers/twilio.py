@@ -368,6 +368,13 @@ class TwilioProvider(SmsProvider):
         return dict(callbacks.form_fields(body))
 
     @classmethod
+    def receipt_belongs_to(cls, connection: Connection, fields: Mapping[str, Any]) -> bool:
+        """A status callback names the account that sent the message (`AccountSid`): when it
+        does, it must be the connection's account."""
+        sent_by = fields.get("AccountSid")
+        return not sent_by or str(sent_by) == connection.secret("account_sid")
+
+    @classmethod
     def inbound_message(cls, connection: Connection, fields: Mapping[str, Any]) -> InboundMessage | None:
         """An incoming-message webhook: `From`, `To`, `Body`, `MessageSid`, and `OptOutType`
         (STOP / START / HELP) when Advanced Opt-Out is on."""
