@@ -12,7 +12,7 @@ import redis
 from producers.contract import ErrorCode, Status, tool_message
 from worker.config.models import Connection
 from worker.errors import SendError
-from worker.providers import ProviderPool, plivo, telnyx, twilio
+from worker.providers import ProviderPool, telnyx
 from worker.providers.base import OutboundSms, translate_transport_error
 from worker.providers.custom import check_endpoint
 from worker.settings import Settings
@@ -25,54 +25,6 @@ from worker.testing.twilio import FakeTwilio
 TO = "+14155551234"
 FROM = "+15005550006"
 PROFILE = "4000eba1-a0c0-4563-9925-b25e842a7cb6"
-
-# -- every code the providers document has its place in the taxonomy ---------------------
-
-TWILIO_CODES = {
-    20003: "auth_failed", 20404: "auth_failed", 20429: "rate_limited", 20500: "provider_unavailable",
-    20503: "provider_unavailable", 21211: "invalid_number", 21212: "sender_invalid",
-    21408: "recipient_not_allowed", 21606: "sender_invalid", 21608: "recipient_not_allowed",
-    21610: "recipient_opted_out", 21611: "rate_limited", 21612: "not_mobile", 21614: "not_mobile",
-    21617: "message_too_long", 30003: "undelivered", 30005: "undelivered", 30006: "undelivered",
-    30007: "undelivered", 30008: "undelivered", 30034: "undelivered", 30036: "expired",
-}  # fmt: skip
-TELNYX_CODES = {
-    "10009": "auth_failed", "10010": "auth_failed", "10011": "rate_limited", "10004": "invalid_request",
-    "10015": "invalid_request", "10016": "invalid_number", "10007": "provider_unavailable",
-    "40300": "recipient_opted_out", "40305": "sender_invalid", "40310": "invalid_number",
-    "40001": "not_mobile",
-    "40002": "undelivered", "40004": "undelivered", "40006": "undelivered", "40011": "undelivered",
-    "40003": "undelivered", "40008": "undelivered", "40012": "invalid_number", "40013": "sender_invalid",
-    "40014": "expired", "40015": "undelivered",
-}  # fmt: skip
-PLIVO_DELIVERY_CODES = {
-    10: "undelivered", 20: "undelivered", 30: "undelivered", 40: "sender_invalid", 50: "invalid_number",
-    60: "undelivered", 70: "not_mobile", 80: "undelivered", 90: "undelivered", 100: "undelivered",
-    110: "message_too_long", 200: "recipient_opted_out", 201: "recipient_not_allowed", 300: "undelivered",
-    420: "expired", 900: "provider_error", 910: "auth_failed", 1000: "undelivered",
-}  # fmt: skip
-PLIVO_HTTP = {
-    400: "provider_error", 401: "auth_failed", 403: "recipient_not_allowed", 404: "auth_failed",
-    405: "provider_error", 409: "provider_error", 422: "provider_error", 429: "rate_limited",
-    500: "provider_unavailable",
-}  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("table", "expected"),
-    [
-        (twilio.ERROR_TABLE, TWILIO_CODES),
-        (telnyx.ERROR_TABLE, TELNYX_CODES),
-        (plivo.ERROR_TABLE, PLIVO_DELIVERY_CODES),
-        (plivo.HTTP_TABLE, PLIVO_HTTP),
-    ],
-    ids=["twilio", "telnyx", "plivo-delivery", "plivo-http"],
-)
-def test_every_documented_provider_code_is_mapped(
-    table: dict[Any, ErrorCode], expected: dict[Any, str]
-) -> None:
-    """Each provider's table maps every code the provider reference lists, to the intended code."""
-    assert {code: table.get(code) for code in expected} == expected
 
 
 def test_every_httpx_transport_error_is_translated() -> None:
