@@ -174,7 +174,7 @@ FINAL_DELIVERY_STATUSES = frozenset({Status.DELIVERED, Status.UNDELIVERED})
 
 
 class ErrorCode(StrEnum):
-    """One taxonomy of failures across providers (DESIGN section 4)."""
+    """One taxonomy of failures across providers (README, "Outcomes and errors")."""
 
     INVALID_NUMBER = "invalid_number"
     NOT_MOBILE = "not_mobile"

@@ -1,8 +1,8 @@
 """A custom HTTPS endpoint: `POST custom_api_url` with JSON `{"to", "message"}`; any 2xx is acceptance.
 
-The endpoint is the platform user's, so it is treated as untrusted (DESIGN 7): HTTPS only, no
-redirects, a bounded response, and no loopback, private or link-local address — unless
-`SMS_ALLOW_PRIVATE_ENDPOINTS` (tests, on-premise gateways). Addresses are pinned
+The endpoint is the platform user's, so it is treated as untrusted (README, "Config: connections and
+agents"): HTTPS only, no redirects, a bounded response, and no loopback, private or link-local address —
+unless `SMS_ALLOW_PRIVATE_ENDPOINTS` (tests, on-premise gateways). Addresses are pinned
 (`worker/providers/pinning.py`): each new connection takes one cached resolution of the host,
 every address of it is checked, and the connection goes to a checked address, so a resolver that
 changes its answer (DNS rebinding) cannot send the request anywhere else. TLS still verifies the

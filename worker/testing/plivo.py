@@ -5,19 +5,20 @@
     GET  /v1/Account/{auth_id}/                         (the account: what `connection test` fetches)
     GET  /v1/Account/{auth_id}/Number/                  (the numbers: `limit` ≤ 20, `offset`, `meta`)
 
-Answers like Plivo (reference/providers.md §2): 202 `{api_id, message: "message(s) queued",
-message_uuid: [...]}` (plus `invalid_number` when some of several `<`-separated destinations are
-invalid), or `{api_id, error}` with 400/401/403/404/429/500. Plivo publishes no OpenAPI spec, so
-requests are checked against `PlivoMessageRequest` and `PlivoNumbersQuery`, strict models of the
+Answers like Plivo (its Message API, as `worker/providers/plivo.py` speaks it): 202 `{api_id, message:
+"message(s) queued", message_uuid: [...]}` (plus `invalid_number` when some of several `<`-separated
+destinations are invalid), or `{api_id, error}` with 400/401/403/404/429/500. Plivo publishes no OpenAPI
+spec, so requests are checked against `PlivoMessageRequest` and `PlivoNumbersQuery`, strict models of the
 documented fields.
 Plivo has no magic numbers; this fake borrows Twilio's: `INVALID_DST` and `GEO_BLOCKED_DST`.
 
-Status callbacks (reference/providers.md §2.2–2.3) go to the send's `url` with its `method` (POST form,
-or GET with the fields in the query): `queued` → `sent` → `delivered` | `undelivered` (+ `ErrorCode`),
-or `queued` → `failed`, with `Sequence` numbering the statuses in the order they happened. Each carries
-both signatures, V2 (`X-Plivo-Signature-V2`, `-Ma-V2`, `-V2-Nonce`) and V3 (`X-Plivo-Signature-V3`,
-`-Ma-V3`, `-V3-Nonce`), made with the auth token (the fake's account is a main account, so the `Ma`
-ones are the same). `send_inbound()` posts an incoming SMS as Plivo calls a number's message URL.
+Status callbacks (as `worker/providers/plivo.py` reads them) go to the send's `url` with its `method`
+(POST form, or GET with the fields in the query): `queued` → `sent` → `delivered` | `undelivered` (+
+`ErrorCode`), or `queued` → `failed`, with `Sequence` numbering the statuses in the order they happened.
+Each carries both signatures, V2 (`X-Plivo-Signature-V2`, `-Ma-V2`, `-V2-Nonce`) and V3
+(`X-Plivo-Signature-V3`, `-Ma-V3`, `-V3-Nonce`), made with the auth token (the fake's account is a main
+account, so the `Ma` ones are the same). `send_inbound()` posts an incoming SMS as Plivo calls a number's
+message URL.
 """
 
 from __future__ import annotations

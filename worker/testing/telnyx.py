@@ -5,7 +5,7 @@
     GET  /v2/balance, /v2/messaging_profiles/{id}       (what `connection test` fetches)
     GET  /v2/phone_numbers, /v2/phone_numbers/messaging (`numbers`: page[number]/page[size] and `meta`)
 
-Answers like Telnyx (reference/providers.md §3): 200 `{"data": OutboundMessagePayload}` with the
+Answers like Telnyx (`tests/specs/telnyx/spec3.yml`): 200 `{"data": OutboundMessagePayload}` with the
 `x-ratelimit-limit/-remaining/-reset` headers, or `{"errors": [{"code": "40310", "title", "detail",
 "source", "meta"}]}` (the code is a string) with 401 10009, 403 10010, 429 10011, 409 40300,
 400 40305/40310/10004/10015, 422 10027. Every request is checked against Telnyx's OpenAPI spec.
@@ -16,13 +16,13 @@ with a different body gets 422 10027; error answers are not stored, so a retry r
 key gets 400 10015. The fake answers a request only when it is done with it, so Telnyx's 409 10036
 ("still being processed") never happens here.
 
-Webhooks (reference/providers.md §3.4): to the send's `webhook_url`, JSON `message.sent` (to[].status
-`sent`) then `message.finalized` (`delivered`, `delivery_failed` + errors[], `delivery_unconfirmed`), or
-only `message.finalized` `sending_failed`; each event is checked against the spec's `deliveryUpdate`
-webhook. Signed like Telnyx: `telnyx-timestamp` (Unix seconds) and `telnyx-signature-ed25519`, the
-base64 Ed25519 signature of `f"{timestamp}|{raw body}"` with the fake's own key pair, whose public
-half is `webhook_public_key` (base64 of the 32 raw bytes, as Mission Control shows it).
-`send_inbound()` sends a `message.received` event (spec webhook `inboundMessage`).
+Webhooks (as `worker/providers/telnyx.py` reads them): to the send's `webhook_url`, JSON `message.sent`
+(to[].status `sent`) then `message.finalized` (`delivered`, `delivery_failed` + errors[],
+`delivery_unconfirmed`), or only `message.finalized` `sending_failed`; each event is checked against the
+spec's `deliveryUpdate` webhook. Signed like Telnyx: `telnyx-timestamp` (Unix seconds) and
+`telnyx-signature-ed25519`, the base64 Ed25519 signature of `f"{timestamp}|{raw body}"` with the fake's
+own key pair, whose public half is `webhook_public_key` (base64 of the 32 raw bytes, as Mission Control
+shows it). `send_inbound()` sends a `message.received` event (spec webhook `inboundMessage`).
 """
 
 from __future__ import annotations

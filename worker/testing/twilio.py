@@ -7,16 +7,16 @@
 
 HTTP Basic is AccountSid:AuthToken.
 
-Answers like Twilio (reference/providers.md §1, §6): 201 with the Message resource, or the legacy
+Answers like Twilio (`tests/specs/twilio/twilio_api_v2010.json`): 201 with the Message resource, or the legacy
 error body `{code, message, more_info, status}` that twilio-python turns into `TwilioRestException`.
 Twilio's own test-credential magic numbers (`MAGIC_FROM`, `MAGIC_TO`) trigger their documented errors.
 Every request is also checked against Twilio's OpenAPI spec; a violation is recorded and, unless a
 more specific Twilio error applies, answered with 400 / `SPEC_VIOLATION_CODE`; the fetch answers are
 checked against the spec's `api.v2010.account.message` too.
 
-Status callbacks (reference/providers.md §1.6–1.7): to the `StatusCallback` of the create request, form
-POSTs `sent` then `delivered` or `undelivered` (+ `ErrorCode`), or only `failed`; none for the initial
-`queued`. Each is signed with `X-Twilio-Signature` = twilio's own
+Status callbacks (as `worker/providers/twilio.py` reads them): to the `StatusCallback` of the create
+request, form POSTs `sent` then `delivered` or `undelivered` (+ `ErrorCode`), or only `failed`; none for
+the initial `queued`. Each is signed with `X-Twilio-Signature` = twilio's own
 `RequestValidator(auth_token).compute_signature(url, fields)` over the exact URL. `send_inbound()` posts an
 incoming SMS the way Twilio calls a number's messaging webhook, with `OptOutType` for STOP/START/HELP
 keywords (Advanced Opt-Out).
