@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 # Branch coverage of the test process (README "Development"): `make test` fails below this floor,
 # which is what the whole suite measured when it was set, rounded down (raise it, never lower it).
-COVERAGE_FLOOR ?= 74
+COVERAGE_FLOOR ?= 76
 
 # The whole suite: lint, types, unit and integration tests (real redis-server, real workers),
 # the alert rules' promtool checks and unit tests; branch coverage with its floor.
