@@ -62,11 +62,22 @@ local lease_until = now + tonumber(ARGV[3])
 local sending = ARGV[6]
 local NK, NA = #KEYS, #ARGV
 local K_OPTOUT, K_RCPT, K_RATE = KEYS[NK - 2], KEYS[NK - 1], KEYS[NK]
+local rec = redis.call('HMGET', KEYS[1], 'state', 'job_id', 'lease_until', 'outcome', 'ambiguous', 'alive',
+  'slot')
+-- `fresh`: the key is new; its first write also sets its `ambiguous` flag and its TTL.
+local fresh = false
 local function enter(state, until_ms)
   -- The owner's heartbeat key, when it has one: a claim whose heartbeat goes can be taken over.
   local alive = redis.call('EXISTS', KEYS[4]) == 1 and KEYS[4] or ''
-  redis.call('HSET', KEYS[1], 'state', state, 'job_id', ARGV[1], 'owner', ARGV[2],
-    'lease_until', until_ms or lease_until, 'alive', alive)
+  if fresh then
+    redis.call('HSET', KEYS[1], 'state', state, 'job_id', ARGV[1], 'owner', ARGV[2],
+      'lease_until', until_ms or lease_until, 'alive', alive, 'ambiguous', '0')
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+    fresh = false
+  else
+    redis.call('HSET', KEYS[1], 'state', state, 'job_id', ARGV[1], 'owner', ARGV[2],
+      'lease_until', until_ms or lease_until, 'alive', alive)
+  end
   if state == 'calling' then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', sending)
     redis.call('EXPIRE', KEYS[3], {EVENTS_TTL_SECONDS})
@@ -75,16 +86,21 @@ end
 -- Policies run only for a job that will send (a plan, so a `sending` event).
 local function opted_out()
   if sending == '' then return false end
-  for _, f in ipairs({{ARGV[NA - 8], ARGV[NA - 7]}}) do
-    if f ~= '' and redis.call('HEXISTS', K_OPTOUT, f) == 1 then return true end
-  end
-  return false
+  local by_sender, by_connection = ARGV[NA - 8], ARGV[NA - 7]
+  if by_sender == '' and by_connection == '' then return false end
+  -- One read for both fields ('' stands for none: never a field of the list).
+  local found = redis.call('HMGET', K_OPTOUT, by_sender, by_connection)
+  return (by_sender ~= '' and found[1] ~= false) or (by_connection ~= '' and found[2] ~= false)
 end
 local function recipient_full()
   local count, window = tonumber(ARGV[NA - 5]), tonumber(ARGV[NA - 4])
   if sending == '' or count < 0 then return false end
-  redis.call('ZREMRANGEBYSCORE', K_RCPT, '-inf', now - window)
-  if redis.call('ZCARD', K_RCPT) >= count then return true end
+  -- Members past the window are removed only when the set looks full (it never holds more than
+  -- `count` members in all, so below that no pruning can change the answer).
+  if redis.call('ZCARD', K_RCPT) >= count then
+    redis.call('ZREMRANGEBYSCORE', K_RCPT, '-inf', now - window)
+    if redis.call('ZCARD', K_RCPT) >= count then return true end
+  end
   redis.call('ZADD', K_RCPT, now, ARGV[NA - 6])
   redis.call('PEXPIRE', K_RCPT, window)
   return false
@@ -105,7 +121,7 @@ local function rate_wait()
 end
 -- The last step of a claim that may send: the slot reserved by an earlier attempt, or the GCRA.
 local function go(kind, a, ambiguous)
-  local slot = tonumber(redis.call('HGET', KEYS[1], 'slot') or '')
+  local slot = tonumber(rec[7] or '')
   local wait
   if slot and sending ~= '' then
     wait = slot - now
@@ -128,7 +144,6 @@ local function go(kind, a, ambiguous)
   enter(sending ~= '' and 'calling' or 'claimed')
   return {{kind, a, ambiguous, ''}}
 end
-local rec = redis.call('HMGET', KEYS[1], 'state', 'job_id', 'lease_until', 'outcome', 'ambiguous', 'alive')
 local function owner_dead()
   if (rec[1] ~= 'calling' and rec[1] ~= 'claimed') or not rec[6] or rec[6] == '' then return false end
   if redis.call('EXISTS', rec[6]) == 1 then return false end
@@ -141,8 +156,7 @@ if not state then
   local n = redis.call('INCR', KEYS[2])
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
   local cap = tonumber(ARGV[5])
-  redis.call('HSET', KEYS[1], 'ambiguous', '0')
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  fresh = true
   if opted_out() then
     enter('claimed')
     return {{'optout', tostring(n), '0', ''}}
@@ -161,8 +175,11 @@ if state == 'done' then
   return {{'done', rec[2], rec[5] or '0', rec[4] or ''}}
 end
 if (state == 'waiting' and rec[2] == ARGV[1]) or tonumber(rec[3] or '0') < now or owner_dead() then
-  if state == 'calling' then redis.call('HSET', KEYS[1], 'ambiguous', '1') end
-  local ambiguous = redis.call('HGET', KEYS[1], 'ambiguous') or '0'
+  local ambiguous = rec[5] or '0'
+  if state == 'calling' then
+    ambiguous = '1'
+    redis.call('HSET', KEYS[1], 'ambiguous', '1')
+  end
   if opted_out() then
     enter('claimed')
     return {{'optout', '0', ambiguous, ''}}
