@@ -1,40 +1,122 @@
-"""Publishing events on a call's result channel (a Redis Stream with a TTL): the one writer.
+"""The worker's events on a call's result channel (a Redis Stream with a TTL): made here, written here.
 
-`publish` queues the write on a pipeline or client; `lua_publish` is the same write inside a Lua
-script (the claim and the receipt ranking publish atomically with their own checks);
-`delivery_event` is the factory of receipt events.
+- `new_event` is the one factory (the same signature as `producers.events.new_event`, which takes
+  its place when that lands): `terminal` and the agent's `tool_message` follow from the status and
+  the error.
+- `job_event` is a delivery's event (`sending`, `retrying`, `accepted`, `failed`) from its job and
+  plan; `replay_event` answers a job with the stored outcome of its idempotency key;
+  `malformed_event` is the `failed` of a job no worker can read; `delivery_event` is a receipt's.
+- `publish` queues the write on a pipeline or client; `lua_publish` is the same write inside a Lua
+  script (the claim and the receipt ranking publish atomically with their own checks).
+
+Numbers are masked here (`producers.contract.mask_number`) before they reach an event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from producers.contract import (
     EVENT_FIELD,
     EVENTS_MAXLEN,
     EVENTS_TTL_SECONDS,
+    ErrorCode,
     ErrorInfo,
     Event,
+    Job,
     Status,
     events_key,
+    mask_number,
     tool_message,
     utcnow,
 )
 
+if TYPE_CHECKING:
+    from worker.plan import SendPlan
 
-def publish(pipe: Any, event: Event) -> None:
-    """Queue the event on `pipe` (a pipeline or a client): XADD, then refresh the channel's TTL."""
-    key = events_key(event.call_id)
-    pipe.xadd(key, {EVENT_FIELD: event.dumps()}, maxlen=EVENTS_MAXLEN, approximate=True)
-    pipe.expire(key, EVENTS_TTL_SECONDS)
+#: Statuses that end a job: exactly one per job.
+TERMINAL = frozenset({Status.ACCEPTED, Status.FAILED})
 
 
-def lua_publish(stream: str, event_json: str) -> str:
-    """The same write as `publish`, as Lua statements: `stream` and `event_json` are Lua
-    expressions (`KEYS[2]`, `ARGV[3]`)."""
-    xadd = f"redis.call('XADD', {stream}, 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', {event_json})"
-    return f"  {xadd}\n  redis.call('EXPIRE', {stream}, {EVENTS_TTL_SECONDS})"
+def new_event(
+    job_id: str,
+    call_id: str,
+    status: Status,
+    *,
+    error: ErrorInfo | None = None,
+    terminal: bool | None = None,
+    tool_message: str | None = None,
+    **fields: Any,
+) -> Event:
+    """An event of `job_id` on `call_id`'s channel, stamped now; `terminal` defaults to whether the
+    status ends a job, `tool_message` to the sentence for the status and the error."""
+    return Event(
+        job_id=job_id,
+        call_id=call_id,
+        status=status,
+        terminal=status in TERMINAL if terminal is None else terminal,
+        at=utcnow(),
+        error=error,
+        tool_message=_sentence(status, error) if tool_message is None else tool_message,
+        **fields,
+    )
+
+
+def _sentence(status: Status, error: ErrorInfo | None) -> str:
+    if error is None:
+        return tool_message(status)
+    return tool_message(status, error.code, error.message, error.cause)
+
+
+def job_event(
+    job: Job,
+    plan: SendPlan | None,
+    status: Status,
+    *,
+    attempt: int,
+    possible_duplicate: bool = False,
+    error: ErrorInfo | None = None,
+    provider_message_id: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> Event:
+    """One delivery's event: what the plan says (provider, masked recipient, sender, segments), or
+    only the job's recipient when there is no plan (a refusal before any)."""
+    if plan is None:
+        return new_event(
+            job.job_id, job.call.call_id, status, error=error, attempt=attempt,
+            to=mask_number(job.to), possible_duplicate=possible_duplicate,
+            provider_message_id=provider_message_id, next_attempt_at=next_attempt_at,
+        )  # fmt: skip
+    return new_event(
+        job.job_id, job.call.call_id, status, error=error, attempt=attempt,
+        provider=plan.connection.provider, to=mask_number(plan.to), from_=plan.from_,
+        segments=plan.segments, encoding=plan.encoding, possible_duplicate=possible_duplicate,
+        provider_message_id=provider_message_id, next_attempt_at=next_attempt_at,
+    )  # fmt: skip
+
+
+def replay_event(job: Job, outcome: Mapping[str, Any]) -> Event:
+    """The terminal event that answers `job` with the outcome stored under its idempotency key
+    (the first job's terminal event, or the subset of its fields that older workers stored)."""
+    error = ErrorInfo.model_validate(outcome["error"]) if outcome.get("error") else None
+    return new_event(
+        job.job_id, job.call.call_id, Status(outcome.get("status", Status.FAILED)), error=error,
+        terminal=True, attempt=int(outcome.get("attempt", 0)), provider=outcome.get("provider"),
+        provider_message_id=outcome.get("provider_message_id"), to=outcome.get("to"),
+        from_=outcome.get("from_"), segments=outcome.get("segments"), encoding=outcome.get("encoding"),
+        possible_duplicate=bool(outcome.get("possible_duplicate", False)),
+    )  # fmt: skip
+
+
+def malformed_event(job_id: str, call_id: str, problems: str) -> Event:
+    """The `failed` of a job no worker can read, on the channel it names."""
+    error = ErrorInfo(code=ErrorCode.INVALID_REQUEST, message=f"malformed job: {problems}"[:1000])
+    return new_event(
+        job_id, call_id, Status.FAILED, error=error,
+        tool_message=tool_message(Status.FAILED, ErrorCode.INVALID_REQUEST),
+    )  # fmt: skip
 
 
 def delivery_event(
@@ -45,20 +127,33 @@ def delivery_event(
     provider_message_id: str | None = None,
 ) -> Event:
     """The event a receipt publishes, from the message's mapping (`sms:msg:…`, see
-    `worker.service`): never terminal (the job's `accepted` was), with the delivery tool message."""
+    `worker.outcomes`): never terminal (the job's `accepted` was), with the delivery tool message."""
     segments = mapping.get("segments")
-    return Event(
-        job_id=mapping["job_id"],
-        call_id=mapping["call_id"],
-        status=status,
-        terminal=False,
-        at=utcnow(),
-        attempt=int(mapping.get("attempt") or 0),
-        provider=mapping.get("provider"),
-        provider_message_id=provider_message_id or mapping.get("message_id"),
-        to=mapping.get("to") or None,
-        from_=mapping.get("from_") or None,
-        segments=int(segments) if segments else None,
-        error=error,
+    return new_event(
+        mapping["job_id"], mapping["call_id"], status, error=error, terminal=False,
         tool_message=tool_message(status, error.code if error else None, error.message if error else None),
-    )
+        attempt=int(mapping.get("attempt") or 0), provider=mapping.get("provider"),
+        provider_message_id=provider_message_id or mapping.get("message_id"),
+        to=mapping.get("to") or None, from_=mapping.get("from_") or None,
+        segments=int(segments) if segments else None,
+    )  # fmt: skip
+
+
+def publish(pipe: Any, event: Event, *, payload: str | None = None) -> None:
+    """Queue the event on `pipe` (a pipeline or a client): XADD, then refresh the channel's TTL.
+    `payload`: the event's JSON when the caller has it already."""
+    key = events_key(event.call_id)
+    pipe.xadd(key, {EVENT_FIELD: payload or event.dumps()}, maxlen=EVENTS_MAXLEN, approximate=True)
+    pipe.expire(key, EVENTS_TTL_SECONDS)
+
+
+def lua_publish(stream: str, event_json: str) -> str:
+    """The same write as `publish`, as Lua statements: `stream` and `event_json` are Lua
+    expressions (`KEYS[2]`, `ARGV[3]`)."""
+    xadd = f"redis.call('XADD', {stream}, 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', {event_json})"
+    return f"  {xadd}\n  redis.call('EXPIRE', {stream}, {EVENTS_TTL_SECONDS})"
+
+
+def lua_xadd(stream: str, event_json: str) -> str:
+    """Only the XADD of `lua_publish` (a caller that knows the channel's TTL is fresh)."""
+    return f"redis.call('XADD', {stream}, 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', {event_json})"

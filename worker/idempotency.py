@@ -38,20 +38,21 @@ from typing import Any, Literal
 import redis
 
 from producers.contract import (
-    EVENT_FIELD,
-    EVENTS_MAXLEN,
     EVENTS_TTL_SECONDS,
     call_counter_key,
     events_key,
     idempotency_key,
 )
+from worker import events
 from worker.liveness import alive_key_of_owner
 
 # KEYS: idem hash, per-call counter, call's event stream, the claiming owner's heartbeat key, then
 #       (always the last three) the policy keys: the connection's opt-out hash, the recipient's cap
 #       (sorted set), the sender's GCRA state.
 # ARGV: job id, owner, lease ms, ttl s, cap (-1: none), `sending` event JSON ('' when the plan failed),
-#       heartbeat TTL s, then (always the last nine, see `Policies`) opt-out field for the sending
+#       heartbeat TTL s, '1' when the call's stream TTL must be refreshed with `sending` ('' : it is
+#       fresh), '1' when the owner's heartbeat is known to beat (its key is stored without a check),
+#       then (always the last nine, see `Policies`) opt-out field for the sending
 #       number, opt-out field for the whole connection, recipient cap member, cap count (-1: none), cap
 #       window ms, GCRA interval ms per unit (0: no limit), GCRA tolerance ms, units, ms left before the
 #       deadline.
@@ -68,7 +69,8 @@ local rec = redis.call('HMGET', KEYS[1], 'state', 'job_id', 'lease_until', 'outc
 local fresh = false
 local function enter(state, until_ms)
   -- The owner's heartbeat key, when it has one: a claim whose heartbeat goes can be taken over.
-  local alive = redis.call('EXISTS', KEYS[4]) == 1 and KEYS[4] or ''
+  local alive = KEYS[4]
+  if ARGV[9] ~= '1' and redis.call('EXISTS', KEYS[4]) == 0 then alive = '' end
   if fresh then
     redis.call('HSET', KEYS[1], 'state', state, 'job_id', ARGV[1], 'owner', ARGV[2],
       'lease_until', until_ms or lease_until, 'alive', alive, 'ambiguous', '0')
@@ -79,8 +81,8 @@ local function enter(state, until_ms)
       'lease_until', until_ms or lease_until, 'alive', alive)
   end
   if state == 'calling' then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', sending)
-    redis.call('EXPIRE', KEYS[3], {EVENTS_TTL_SECONDS})
+    {events.lua_xadd("KEYS[3]", "sending")}
+    if ARGV[8] == '1' then redis.call('EXPIRE', KEYS[3], {EVENTS_TTL_SECONDS}) end
   end
 end
 -- Policies run only for a job that will send (a plan, so a `sending` event).
@@ -288,10 +290,16 @@ class IdempotencyStore:
         cap: int | None = None,
         sending: str | None = None,
         policies: Policies = NO_POLICIES,
+        stream_ttl_fresh: bool = False,
+        owner_beats: bool = False,
     ) -> Claim:
         """Claim `key` for `job_id`. With a `sending` event (the plan succeeded), check `policies`
         (opt-out, recipient cap, sender rate) and enter `calling` and publish it in the same call;
-        `cap` is the call's limit of distinct sends (None: none). One round trip."""
+        `cap` is the call's limit of distinct sends (None: none). One round trip.
+
+        `stream_ttl_fresh`: the call's stream was given its TTL recently (the job's `queued`), so
+        the `sending` event need not refresh it (the terminal event does). `owner_beats`: this
+        process's heartbeat runs, so the owner's heartbeat key is stored without checking it."""
         name = idempotency_key(key)
         alive = alive_key_of_owner(owner)
         kind, a, ambiguous, outcome = (
@@ -300,7 +308,8 @@ class IdempotencyStore:
                 keys=[name, call_counter_key(call_id), events_key(call_id), alive, *policies.keys(name)],
                 args=[
                     job_id, owner, self._lease_ms, self._ttl, -1 if cap is None else cap, sending or "",
-                    self._heartbeat_ttl, *policies.args(),
+                    self._heartbeat_ttl, "" if stream_ttl_fresh else "1", "1" if owner_beats else "",
+                    *policies.args(),
                 ],
             )
         )  # fmt: skip
@@ -348,11 +357,14 @@ class IdempotencyStore:
             return None
         return int(_text(since))
 
-    def finish(self, pipe: Any, key: str, outcome: dict[str, Any]) -> None:
-        """Store the outcome (queued on `pipe`, in the same transaction as the terminal event)."""
+    def finish(self, pipe: Any, key: str, outcome: str | dict[str, Any], *, refresh_ttl: bool = True) -> None:
+        """Store the outcome, JSON (queued on `pipe`, in the same transaction as the terminal event).
+        Without `refresh_ttl` the key keeps the TTL its claim gave it moments ago."""
         name = idempotency_key(key)
-        pipe.hset(name, mapping={"state": "done", "outcome": json.dumps(outcome, separators=(",", ":"))})
-        pipe.expire(name, self._ttl)
+        data = outcome if isinstance(outcome, str) else json.dumps(outcome, separators=(",", ":"))
+        pipe.hset(name, mapping={"state": "done", "outcome": data})
+        if refresh_ttl:
+            pipe.expire(name, self._ttl)
 
     def release_count(self, pipe: Any, call_id: str, policies: Policies = NO_POLICIES) -> None:
         """Nothing was sent: give the per-call quota and the recipient's back (queued on `pipe`)."""

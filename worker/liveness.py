@@ -55,6 +55,16 @@ def instance_id() -> str:
     return _instance
 
 
+#: The instance whose heartbeat thread runs in this process (None: none runs).
+_beating: str | None = None
+
+
+def beating() -> bool:
+    """This process's instance has a running heartbeat (a worker; not a test or the CLI), so the
+    key of every owner it makes is being kept alive."""
+    return _beating is not None and _beating == instance_id()
+
+
 def new_owner() -> str:
     """The owner of one delivery's idempotency claim: `<instance>:<random>`."""
     return f"{instance_id()}:{uuid.uuid4().hex[:12]}"
@@ -112,8 +122,10 @@ class Heartbeat:
         return True
 
     def start(self) -> Heartbeat:
+        global _beating
         self.beat()
         self._thread.start()
+        _beating = self.instance
         log.info("worker.heartbeat_started", instance=self.instance, ttl_ms=self._ttl_ms)
         return self
 
@@ -124,7 +136,10 @@ class Heartbeat:
     def stop(self, *, forget: bool = True) -> None:
         """Stop beating; with `forget`, remove the key at once (after a graceful drain, nothing of
         this instance is left to take over, and a sweeper may clean up without waiting)."""
+        global _beating
         self._stop.set()
+        if _beating == self.instance:
+            _beating = None
         if self._thread.is_alive():
             self._thread.join(self._interval + 1)
         if self._client is None:

@@ -13,20 +13,28 @@ replaces — one line per outcome of one send.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import sys
-from typing import Any, TextIO
+import time
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from producers.contract import mask_number
+from producers.contract import Event, Job, Status, mask_number, utcnow
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.plan import SendPlan
 
 _NUMBER = re.compile(r"(?:\+|%2[Bb])\d{7,15}\b")
 #: Loggers whose INFO lines repeat what the canonical line says, or show request details.
 QUIET_LOGGERS = ("twilio.http_client", "httpx", "celery.app.trace", "celery.worker.strategy")
+#: The canonical line's logger (`sms.send`), and its stdlib twin for the level check.
+log = structlog.get_logger("worker.send")
+_send_log = logging.getLogger("worker.send")
 
 
 def _mask_match(match: re.Match[str]) -> str:
@@ -116,3 +124,49 @@ def bind(**values: Any) -> None:
 
 def clear() -> None:
     structlog.contextvars.clear_contextvars()
+
+
+def send_line(
+    job: Job,
+    plan: SendPlan | None,
+    event: Event,
+    *,
+    attempt: int,
+    started: float,
+    provider_ms: float | None = None,
+    **extra: Any,
+) -> None:
+    """The canonical line: one per outcome of one delivery, with no number and no body (its
+    length and hash); WARNING for `failed`. Nothing is built when the level is off."""
+    failed = event.status == Status.FAILED
+    if not _send_log.isEnabledFor(logging.WARNING if failed else logging.INFO):
+        return
+    fields: dict[str, Any] = {
+        "job_id": job.job_id,
+        "call_id": job.call.call_id,
+        "agent_id": job.agent_id,
+        "attempt": attempt,
+        "outcome": event.status.value,
+        "latency_ms": round((time.monotonic() - started) * 1000, 2),
+        "queue_ms": round((utcnow() - job.created_at).total_seconds() * 1000, 1),
+        "to": event.to,
+    }
+    if plan is not None:
+        fields.update(
+            provider=plan.connection.provider,
+            connection=plan.connection.label,
+            segments=plan.segments,
+            encoding=plan.encoding,
+            body_chars=len(plan.body),
+            body_sha256=hashlib.sha256(plan.body.encode()).hexdigest()[:16],
+        )
+    if provider_ms is not None:
+        fields["provider_ms"] = round(provider_ms, 2)
+    if event.error is not None:
+        fields.update(error_code=event.error.code.value, provider_code=event.error.provider_code)
+    if event.provider_message_id:
+        fields["provider_message_id"] = event.provider_message_id
+    if event.possible_duplicate:
+        fields["possible_duplicate"] = True
+    fields.update(extra)
+    (log.warning if failed else log.info)("sms.send", **fields)

@@ -1,14 +1,17 @@
-"""The send pipeline for one delivery of one job, independent of Celery.
+"""The send pipeline for one delivery of one job, independent of Celery: orchestration only.
 
-claim the idempotency key → plan (agent, recipient, template, limits) → provider → one terminal
-event, stored under the key in the same transaction. A retryable error returns the delay before
-the next attempt; the task turns it into a Celery retry.
+plan (agent, recipient, template, limits; no I/O) → claim the idempotency key (with the policies,
+publishing `sending`) → provider → after an error, what `worker.retries` decides (retry at, fall
+back, give up) → one terminal event, stored with everything that goes with it by
+`worker.outcomes`. Events are made by `worker.events`; the canonical log line is `worker.logs`'.
+A retryable error returns the delay before the next attempt; the task turns it into a Celery retry.
+
+A delivery's state is a frozen `Delivery`: each step that changes it (the plan, the claim's
+`possible_duplicate`, the move to the fallback connection) makes a new one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import re
 import time
@@ -20,77 +23,37 @@ import redis
 import structlog
 from pydantic import ValidationError
 
-from producers.contract import (
-    IDENTIFIER_PATTERN,
-    QUEUE,
-    ErrorCode,
-    ErrorInfo,
-    Event,
-    Job,
-    Status,
-    call_jobs_key,
-    mask_number,
-    message_key,
-    parked_key,
-    tool_message,
-    utcnow,
-)
-from worker import events, metrics, optout, polling, receipts, tracing
+from producers.contract import IDENTIFIER_PATTERN, ErrorCode, Event, Job, Status, utcnow
+from worker import events, liveness, logs, metrics, optout, receipts, retries, tracing
 from worker.config.source import ConfigSource
 from worker.errors import SendError
 from worker.hashing import hash_key, hash_number
 from worker.idempotency import NO_POLICIES, Claim, IdempotencyStore, Policies
+from worker.outcomes import OutcomeWriter
 from worker.plan import SendPlan, make_plan
-from worker.providers import OutboundSms, ProviderPool, Receipt, SmsProvider
+from worker.providers import OutboundSms, ProviderPool, SmsProvider
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.send")
 
-#: The fields of a terminal event stored under its idempotency key, replayed to later jobs.
-_OUTCOME_FIELDS = {
-    "status", "attempt", "provider", "provider_message_id", "to", "from_", "segments", "encoding", "error",
-    "possible_duplicate",
-}  # fmt: skip
-#: Errors of a connection (not of the recipient) after which the fallback connection is tried.
-_FALLBACK_CODES = frozenset({ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.AUTH_FAILED, ErrorCode.RATE_LIMITED})
 #: How often a job polls an idempotency key that another worker holds.
 _BUSY_POLL = (0.01, 0.25)
 #: Seconds before its deadline a rate-limited text's slot must come, so that the scheduled attempt
 #: still has time to be picked up and sent before the deadline.
 RATE_SLOT_MARGIN = 0.5
+#: A job this young was queued with its call's stream TTL just set (24 h): its `sending` event need
+#: not refresh it (the terminal event does). Generous against clocks that disagree.
+_STREAM_TTL_FRESH_S = 6 * 3600
 _OPTED_OUT = "the recipient opted out of texts from this number (local opt-out list)"
 _SENDER_BUSY = "too many texts are waiting on this number right now"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+#: Twilio's ValidityPeriod range, in seconds.
+_VALIDITY_RANGE = (1, 36000)
 
 
 def recipient_cap_key(agent_id: str, digest: str) -> str:
     """The sorted set of one agent's recent sends to one recipient (the number's keyed hash)."""
     return f"sms:rcpt:{agent_id}:{digest}"
-
-
-@dataclass(slots=True)
-class Delivery:
-    """One delivery of one job: what the canonical log line and the events need."""
-
-    job: Job
-    attempt: int
-    owner: str
-    started: float
-    possible_duplicate: bool = False
-    plan: SendPlan | None = None
-    provider_ms: float | None = None
-    #: the primary connection failed for good and this delivery now sends through the fallback
-    on_fallback: bool = False
-    #: what the claim checked (opt-out, recipient cap, sender rate); released when nothing is sent
-    policies: Policies = NO_POLICIES
-    #: the outcome of this delivery, for its trace span
-    outcome: Event | None = None
-    #: the attempt at which the fallback connection took over (its own retries count from there)
-    fallback_from: int | None = None
-
-
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
-#: Twilio's ValidityPeriod range, in seconds.
-_VALIDITY_RANGE = (1, 36000)
 
 
 def validity(configured: int | None, expires_at: datetime) -> int:
@@ -101,8 +64,37 @@ def validity(configured: int | None, expires_at: datetime) -> int:
     return max(_VALIDITY_RANGE[0], min(seconds, _VALIDITY_RANGE[1]))
 
 
-def _is_identifier(value: Any) -> bool:
-    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery of one job, as far as it has come."""
+
+    job: Job
+    attempt: int
+    owner: str
+    started: float
+    plan: SendPlan | None = None
+    possible_duplicate: bool = False
+    #: what the claim checked (opt-out, recipient cap, sender rate); released when nothing is sent
+    policies: Policies = NO_POLICIES
+    #: the attempt at which the fallback connection took over (None: on the primary)
+    fallback_from: int | None = None
+    #: this delivery created the idempotency key (its TTL is whole)
+    new_key: bool = False
+
+    def event(self, status: Status, **fields: Any) -> Event:
+        return events.job_event(
+            self.job, self.plan, status, attempt=self.attempt, possible_duplicate=self.possible_duplicate,
+            **fields,
+        )  # fmt: skip
+
+    def on_fallback(self, since: int) -> Delivery:
+        """The same delivery, sending through the plan's fallback connection from attempt `since`."""
+        plan = self.plan
+        assert plan is not None and plan.fallback is not None
+        moved = replace(
+            plan, connection=plan.fallback, fallback=None, from_=plan.fallback.from_number or plan.from_
+        )
+        return replace(self, plan=moved, fallback_from=since)
 
 
 class SmsService:
@@ -124,6 +116,10 @@ class SmsService:
             lease_seconds=settings.claim_lease,
             heartbeat_ttl=settings.heartbeat_ttl,
         )
+        self._outcomes = OutcomeWriter(settings, client, self._idem, number_key=self.number_key)
+        self._retry = retries.RetryPolicy(
+            settings.max_attempts, settings.retry_first_delay, settings.retry_max_delay
+        )
         self._rng = rng or random.Random()
         self._number_key: bytes | None = None
 
@@ -132,6 +128,10 @@ class SmsService:
         if self._number_key is None:
             self._number_key = hash_key(self._settings, self._redis)
         return self._number_key
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before the attempt after `attempt` (see `worker.retries.backoff`)."""
+        return retries.backoff(self._retry, attempt, retry_after, self._rng)
 
     def handle(self, raw_job: Any, *, attempt: int, owner: str) -> float | None:
         """Process one delivery; returns seconds until the next attempt, or None when the job is done."""
@@ -143,63 +143,52 @@ class SmsService:
             return None
         delivery = Delivery(job=job, attempt=attempt, owner=owner, started=started)
         with tracing.deliver_span(job, attempt) as span:
-            try:
-                return self._handle(delivery)
-            finally:
-                if delivery.outcome is not None:
-                    outcome = delivery.outcome
-                    error = outcome.error.code.value if outcome.error else None
-                    tracing.annotate(
-                        span, outcome=outcome.status.value, provider=outcome.provider, error_code=error
-                    )
+            delay, outcome = self._process(delivery)
+            if outcome is not None:
+                error = outcome.error.code.value if outcome.error else None
+                tracing.annotate(
+                    span, outcome=outcome.status.value, provider=outcome.provider, error_code=error
+                )
+            return delay
 
-    def _handle(self, delivery: Delivery) -> float | None:
+    def _process(self, delivery: Delivery) -> tuple[float | None, Event | None]:
+        # Plan first: it needs no I/O, and a successful plan lets the claim publish `sending`.
         job = delivery.job
         try:
-            return self._process(delivery)
+            refusal: SendError | None = None
+            try:
+                delivery = replace(delivery, plan=make_plan(self._config.get(), job))
+            except SendError as err:
+                refusal = err
+            if utcnow() >= job.expires_at:
+                refusal = SendError(ErrorCode.EXPIRED, "the job expired before it could be sent")
+            sends = refusal is None
+            if sends and delivery.attempt > 1 and delivery.plan and delivery.plan.fallback is not None:
+                # A retry of a send that had moved to the fallback connection stays there.
+                since = self._idem.fallback_since(job.idempotency_key, job_id=job.job_id)
+                if since is not None:
+                    delivery = delivery.on_fallback(since)
+            if sends:
+                delivery = replace(delivery, policies=self._policies(delivery))
+            claim = self._claim(delivery, sends=sends)
+            if claim.kind == "done":
+                return None, self._replay(delivery, claim)
+            delivery = replace(delivery, possible_duplicate=claim.ambiguous, new_key=claim.kind == "new")
+            if refusal is None:
+                assert delivery.plan is not None
+                refusal = self._claim_refusal(claim, delivery.plan)
+            if refusal is not None:
+                return None, self._fail(delivery, refusal)
+            if claim.kind == "rate_wait":
+                return self._wait_for_slot(delivery, claim.wait_ms / 1000)
+            return self._send(delivery)
         except redis.RedisError:
             raise  # the task hands the message back to the queue
         except Exception as exc:
             # A bug must not leave the caller without an outcome: fail the job, and say so loudly.
             log.exception("sms.internal_error", job_id=job.job_id, call_id=job.call.call_id)
-            self._finish_failed(
-                delivery, SendError(ErrorCode.PROVIDER_ERROR, f"internal error ({type(exc).__name__})")
-            )
-            return None
-
-    def _process(self, delivery: Delivery) -> float | None:
-        # Plan first: it needs no I/O, and a successful plan lets the claim publish `sending`.
-        job = delivery.job
-        refusal: SendError | None = None
-        try:
-            delivery.plan = make_plan(self._config.get(), job)
-        except SendError as err:
-            refusal = err
-        if utcnow() >= job.expires_at:
-            refusal = SendError(ErrorCode.EXPIRED, "the job expired before it could be sent")
-        plan = delivery.plan if refusal is None else None
-        if plan is not None and plan.fallback is not None and delivery.attempt > 1:
-            # A retry of a send that had moved to the fallback connection stays there.
-            since = self._idem.fallback_since(job.idempotency_key, job_id=job.job_id)
-            if since is not None:
-                self._use_fallback(delivery, plan, since)
-                plan = delivery.plan
-        claim = self._claim(delivery, plan)
-        if claim.kind == "done":
-            self._replay(delivery, claim)
-            return None
-        delivery.possible_duplicate = claim.ambiguous
-        if refusal is not None:
-            self._finish_failed(delivery, refusal)
-            return None
-        assert plan is not None
-        refusal = self._claim_refusal(claim, plan)
-        if refusal is not None:
-            self._finish_failed(delivery, refusal)
-            return None
-        if claim.kind == "rate_wait":
-            return self._wait_for_slot(delivery, claim.wait_ms / 1000)
-        return self._send(delivery, plan)
+            bug = SendError(ErrorCode.PROVIDER_ERROR, f"internal error ({type(exc).__name__})")
+            return None, self._fail(delivery, bug)
 
     @staticmethod
     def _claim_refusal(claim: Claim, plan: SendPlan) -> SendError | None:
@@ -224,29 +213,16 @@ class SmsService:
             )
         return None
 
-    def _wait_for_slot(self, delivery: Delivery, delay: float) -> float:
-        """Over the sending number's rate with a slot before the deadline: the slot is reserved and
-        the key held (`waiting`); publish `retrying` and come back at the slot."""
-        err = SendError(ErrorCode.RATE_LIMITED, f"{_SENDER_BUSY}: scheduled for its slot", cause="sender")
-        event = self._event(
-            delivery, Status.RETRYING, terminal=False, error=err.info(),
-            next_attempt_at=utcnow() + timedelta(seconds=delay),
-        )  # fmt: skip
-        with self._redis.pipeline(transaction=False) as pipe:
-            events.publish(pipe, event)
-            pipe.execute()
-        self._log(delivery, event, retry_in_ms=round(delay * 1000))
-        return delay
-
-    def _policies(self, job: Job, plan: SendPlan) -> Policies:
+    def _policies(self, delivery: Delivery) -> Policies:
         """The opt-out, recipient-cap and sender-rate checks the claim makes for this plan."""
+        job, plan = delivery.job, delivery.plan
+        assert plan is not None
         digest = hash_number(self.number_key(), plan.to)
-        connection = plan.connection
         by_sender = optout.field(digest, plan.from_) if plan.from_ else ""
         cap, rate = plan.max_per_recipient, plan.rate
         remaining = (job.expires_at - utcnow()).total_seconds() - RATE_SLOT_MARGIN
         return Policies(
-            optout_key=optout.list_key(connection),
+            optout_key=optout.list_key(plan.connection),
             optout_fields=(by_sender, optout.field(digest, None)),
             recipient_key=recipient_cap_key(job.agent_id, digest) if cap is not None else "",
             recipient_member=job.idempotency_key,
@@ -261,69 +237,44 @@ class SmsService:
 
     # -- claiming -------------------------------------------------------------------------------
 
-    def _claim(self, delivery: Delivery, plan: SendPlan | None) -> Claim:
-        """Claim the key (publishing `sending` when there is a plan); while another worker holds
-        it, wait for its outcome or for its lease to run out."""
+    def _claim(self, delivery: Delivery, *, sends: bool) -> Claim:
+        """Claim the key (publishing `sending` when the job `sends`: a plan, no refusal); while
+        another worker holds it, wait for its outcome or for its lease to run out."""
         job = delivery.job
-        sending = self._event(delivery, Status.SENDING, terminal=False).dumps() if plan else None
-        if plan is not None:
-            delivery.policies = self._policies(job, plan)
+        plan = delivery.plan if sends else None
+        sending = delivery.event(Status.SENDING).dumps() if plan is not None else None
+        fresh = (utcnow() - job.created_at).total_seconds() < _STREAM_TTL_FRESH_S
+        beats = liveness.beating()
         poll = _BUSY_POLL[0]
         while True:
             claim = self._idem.claim(
-                job.idempotency_key,
-                job_id=job.job_id,
-                owner=delivery.owner,
-                call_id=job.call.call_id,
-                cap=plan.max_per_call if plan else None,
-                sending=sending,
-                policies=delivery.policies,
-            )
+                job.idempotency_key, job_id=job.job_id, owner=delivery.owner, call_id=job.call.call_id,
+                cap=plan.max_per_call if plan else None, sending=sending, policies=delivery.policies,
+                stream_ttl_fresh=fresh, owner_beats=beats,
+            )  # fmt: skip
             if claim.kind != "busy":
                 return claim
             time.sleep(min(poll, claim.lease_left_ms / 1000 + 0.005))
             poll = min(poll * 2, _BUSY_POLL[1])
 
-    def _replay(self, delivery: Delivery, claim: Claim) -> None:
+    def _replay(self, delivery: Delivery, claim: Claim) -> Event | None:
         """The key's outcome is known: answer this job with it, and send nothing."""
         job = delivery.job
         if claim.owner_job_id == job.job_id:
             # A redelivery of a job that already ended: its terminal event is on the channel.
             log.info("sms.duplicate_delivery", job_id=job.job_id, call_id=job.call.call_id)
-            return
-        outcome = claim.outcome or {}
-        status = Status(outcome.get("status", Status.FAILED))
-        error = ErrorInfo.model_validate(outcome["error"]) if outcome.get("error") else None
-        event = Event(
-            job_id=job.job_id,
-            call_id=job.call.call_id,
-            status=status,
-            terminal=True,
-            at=utcnow(),
-            attempt=int(outcome.get("attempt", 0)),
-            provider=outcome.get("provider"),
-            provider_message_id=outcome.get("provider_message_id"),
-            to=outcome.get("to"),
-            from_=outcome.get("from_"),
-            segments=outcome.get("segments"),
-            encoding=outcome.get("encoding"),
-            error=error,
-            tool_message=tool_message(
-                status,
-                error.code if error else None,
-                error.message if error else None,
-                error.cause if error else None,
-            ),
-            possible_duplicate=bool(outcome.get("possible_duplicate", False)),
-        )
+            return None
+        event = events.replay_event(job, claim.outcome or {})
         events.publish(self._redis, event)
-        self._log(delivery, event, replayed_from=claim.owner_job_id)
+        self._report(delivery, event, replayed_from=claim.owner_job_id)
+        return event
 
     # -- sending --------------------------------------------------------------------------------
 
-    def _send(self, delivery: Delivery, plan: SendPlan) -> float | None:
+    def _send(self, delivery: Delivery) -> tuple[float | None, Event | None]:
         """Call the provider (the key is in `calling` and `sending` is published)."""
-        job = delivery.job
+        job, plan = delivery.job, delivery.plan
+        assert plan is not None
         provider = self._providers.get(plan.connection)
         sms = OutboundSms(
             to=plan.to,
@@ -344,13 +295,15 @@ class SmsService:
                     raise
                 tracing.annotate(span, outcome="accepted")
         except SendError as err:
-            delivery.provider_ms = (time.monotonic() - sent_at) * 1000
-            metrics.observe_provider_call(plan.connection.provider, delivery.provider_ms)
-            return self._after_error(delivery, err)
-        delivery.provider_ms = (time.monotonic() - sent_at) * 1000
-        metrics.observe_provider_call(plan.connection.provider, delivery.provider_ms)
-        self._finish_accepted(delivery, receipt)
-        return None
+            provider_ms = (time.monotonic() - sent_at) * 1000
+            metrics.observe_provider_call(plan.connection.provider, provider_ms)
+            return self._after_error(delivery, err, provider_ms)
+        provider_ms = (time.monotonic() - sent_at) * 1000
+        metrics.observe_provider_call(plan.connection.provider, provider_ms)
+        event = delivery.event(Status.ACCEPTED, provider_message_id=receipt.message_id)
+        self._outcomes.write(job, plan, event, policies=delivery.policies, key_ttl_fresh=delivery.new_key)
+        self._report(delivery, event, provider_ms=provider_ms)
+        return None, event
 
     def _status_callback(self, provider: SmsProvider, plan: SendPlan) -> str | None:
         """The status route of the sending connection, when there is a public URL to call back."""
@@ -361,61 +314,51 @@ class SmsService:
             public_url, plan.connection.provider, plan.connection.connection_id
         )
 
-    def _after_error(self, delivery: Delivery, err: SendError) -> float | None:
-        job = delivery.job
-        if err.code == ErrorCode.RECIPIENT_OPTED_OUT and delivery.plan is not None:
-            self._record_opt_out(delivery.plan, err)
-        # The primary connection and the fallback each get SMS_MAX_ATTEMPTS attempts, within the deadline.
-        tries = delivery.attempt - (delivery.fallback_from or 1) + 1
-        if err.retryable and tries < self._settings.max_attempts:
-            delay = self.backoff(tries, err.retry_after)
-            next_at = utcnow() + timedelta(seconds=delay)
-            if next_at < job.expires_at:
-                self._idem.mark_waiting(
-                    job.idempotency_key,
-                    owner=delivery.owner,
-                    ambiguous=err.ambiguous,
-                    hold_seconds=delay,
-                    fallback_from=delivery.fallback_from,
-                )
-                event = self._event(
-                    delivery, Status.RETRYING, terminal=False, error=err.info(), next_attempt_at=next_at
-                )
-                events.publish(self._redis, event)
-                self._log(delivery, event, retry_in_ms=round(delay * 1000))
-                return delay
-        plan = delivery.plan
-        if (
-            plan is not None
-            and plan.fallback is not None
-            and err.code in _FALLBACK_CODES
-            and not delivery.on_fallback
-        ):
-            return self._send_fallback(delivery, plan, err)
-        self._finish_failed(delivery, err)
-        return None
+    def _after_error(
+        self, delivery: Delivery, err: SendError, provider_ms: float
+    ) -> tuple[float | None, Event | None]:
+        job, plan = delivery.job, delivery.plan
+        assert plan is not None
+        if err.code == ErrorCode.RECIPIENT_OPTED_OUT:
+            self._record_opt_out(plan, err)
+        decision = retries.decide(
+            err, attempt=delivery.attempt, fallback_from=delivery.fallback_from,
+            has_fallback=plan.fallback is not None, expires_at=job.expires_at, now=utcnow(),
+            policy=self._retry, rng=self._rng,
+        )  # fmt: skip
+        if isinstance(decision, retries.RetryAt):
+            self._idem.mark_waiting(
+                job.idempotency_key, owner=delivery.owner, ambiguous=err.ambiguous,
+                hold_seconds=decision.delay, fallback_from=delivery.fallback_from,
+            )  # fmt: skip
+            event = delivery.event(Status.RETRYING, error=err.info(), next_attempt_at=decision.at)
+            events.publish(self._redis, event)
+            self._report(delivery, event, provider_ms=provider_ms, retry_in_ms=round(decision.delay * 1000))
+            return decision.delay, event
+        if isinstance(decision, retries.FallBack):
+            return self._send_fallback(delivery, err)
+        return None, self._fail(delivery, err, provider_ms=provider_ms)
 
-    def _send_fallback(self, delivery: Delivery, plan: SendPlan, err: SendError) -> float | None:
+    def _send_fallback(self, delivery: Delivery, err: SendError) -> tuple[float | None, Event | None]:
         """The agent's connection is down or refuses our credentials: send through its fallback
         connection, which gets retries of its own within the deadline (never for a recipient's
         error, which another provider would repeat)."""
-        assert plan.fallback is not None
+        plan = delivery.plan
+        assert plan is not None and plan.fallback is not None
         log.warning(
             "sms.fallback", job_id=delivery.job.job_id, connection=plan.connection.label,
             fallback=plan.fallback.label, error_code=err.code.value,
         )  # fmt: skip
         metrics.observe_fallback(plan.connection.provider, plan.fallback.provider)
-        self._use_fallback(delivery, plan, delivery.attempt)
         # A timeout on the primary may still have delivered: the fallback's copy may be a second one.
-        delivery.possible_duplicate = delivery.possible_duplicate or err.ambiguous
-        assert delivery.plan is not None
-        if self._opted_out_on(delivery.plan):
-            self._finish_failed(delivery, SendError(ErrorCode.RECIPIENT_OPTED_OUT, _OPTED_OUT))
-            return None
-        self._idem.mark_calling(delivery.job.idempotency_key, owner=delivery.owner)
-        events.publish(self._redis, self._event(delivery, Status.SENDING, terminal=False))
-        assert delivery.plan is not None
-        return self._send(delivery, delivery.plan)
+        moved = delivery.on_fallback(delivery.attempt)
+        moved = replace(moved, possible_duplicate=delivery.possible_duplicate or err.ambiguous)
+        assert moved.plan is not None
+        if self._opted_out_on(moved.plan):
+            return None, self._fail(moved, SendError(ErrorCode.RECIPIENT_OPTED_OUT, _OPTED_OUT))
+        self._idem.mark_calling(moved.job.idempotency_key, owner=moved.owner)
+        events.publish(self._redis, moved.event(Status.SENDING))
+        return self._send(moved)
 
     def _opted_out_on(self, plan: SendPlan) -> bool:
         """Whether the recipient opted out on the plan's connection. The claim checked the
@@ -423,15 +366,6 @@ class SmsService:
         HMGET, only on a fallback; its retries are claimed on the fallback's list)."""
         found = optout.check(self._redis, plan.connection, plan.to, sender=plan.from_, key=self.number_key())
         return found is not None
-
-    @staticmethod
-    def _use_fallback(delivery: Delivery, plan: SendPlan, since: int) -> None:
-        assert plan.fallback is not None
-        delivery.on_fallback = True
-        delivery.fallback_from = since
-        delivery.plan = replace(
-            plan, connection=plan.fallback, fallback=None, from_=plan.fallback.from_number or plan.from_
-        )
 
     def _record_opt_out(self, plan: SendPlan, err: SendError) -> None:
         """The provider refused because the recipient opted out (Twilio 21610, Telnyx 40300): put
@@ -441,138 +375,37 @@ class SmsService:
             self._redis, plan.connection, plan.to, reason=reason, sender=plan.from_, key=self.number_key()
         )
 
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with full jitter; a fast first retry (the caller is waiting), never
-        sooner than the provider's Retry-After."""
-        ceiling = min(
-            self._settings.retry_max_delay, self._settings.retry_first_delay * 2 * 3 ** (attempt - 1)
-        )
-        delay = self._rng.uniform(0, ceiling)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return delay
+    def _wait_for_slot(self, delivery: Delivery, delay: float) -> tuple[float, Event]:
+        """Over the sending number's rate with a slot before the deadline: the slot is reserved and
+        the key held (`waiting`); publish `retrying` and come back at the slot."""
+        err = SendError(ErrorCode.RATE_LIMITED, f"{_SENDER_BUSY}: scheduled for its slot", cause="sender")
+        next_at = utcnow() + timedelta(seconds=delay)
+        event = delivery.event(Status.RETRYING, error=err.info(), next_attempt_at=next_at)
+        events.publish(self._redis, event)
+        self._report(delivery, event, retry_in_ms=round(delay * 1000))
+        return delay, event
 
     # -- outcomes -------------------------------------------------------------------------------
 
-    def _finish_accepted(self, delivery: Delivery, receipt: Receipt) -> None:
-        event = self._event(delivery, Status.ACCEPTED, terminal=True, provider_message_id=receipt.message_id)
-        self._finish(delivery, event)
+    def _fail(self, delivery: Delivery, err: SendError, *, provider_ms: float | None = None) -> Event:
+        """The terminal `failed`: stored, published, the quotas given back (nothing was sent)."""
+        event = delivery.event(Status.FAILED, error=err.info())
+        self._outcomes.write(
+            delivery.job, delivery.plan, event, release=True, policies=delivery.policies,
+            key_ttl_fresh=delivery.new_key,
+        )  # fmt: skip
+        self._report(delivery, event, provider_ms=provider_ms)
+        return event
 
-    def _finish_failed(self, delivery: Delivery, err: SendError) -> None:
-        event = self._event(delivery, Status.FAILED, terminal=True, error=err.info())
-        self._finish(delivery, event, release=True)
-
-    def _finish(self, delivery: Delivery, event: Event, *, release: bool = False) -> None:
-        """Store the outcome under the key and publish the terminal event, atomically.
-
-        The same transaction records the job for the audit trail and, for an `accepted` with a
-        provider message id, the mapping receipts need (`sms:msg:<provider>:<id>`) and a read of
-        the receipts parked for that id (a provider may call back before this runs).
-        """
-        job = delivery.job
-        outcome = event.model_dump(mode="json", include=_OUTCOME_FIELDS)
-        mapped = bool(event.status == Status.ACCEPTED and event.provider and event.provider_message_id)
-        with self._redis.pipeline(transaction=True) as pipe:
-            self._idem.finish(pipe, job.idempotency_key, outcome)
-            if release:
-                self._idem.release_count(pipe, job.call.call_id, delivery.policies)
-            events.publish(pipe, event)
-            self._record_job(pipe, delivery, event)
-            if mapped:
-                self._record_message(pipe, delivery, event)
-            replies = pipe.execute()
-        self._log(delivery, event)
-        if mapped and replies[-1]:
-            # Receipts that came before the mapping: apply them now, in order.
-            assert event.provider and event.provider_message_id
-            receipts.apply_parked(self._redis, event.provider, event.provider_message_id, replies[-1])
-
-    def _record_job(self, pipe: Any, delivery: Delivery, event: Event) -> None:
-        """The job's audit summary: template name, masked recipient, body as length + hash (the
-        text and the full number only with `SMS_AUDIT_BODIES=true`)."""
-        job, plan = delivery.job, delivery.plan
-        summary: dict[str, Any] = {
-            "job_id": job.job_id,
-            "agent_id": job.agent_id,
-            "template": job.template,
-            "free_text": job.message is not None,
-            "to": event.to,
-            "created_at": job.created_at.isoformat(),
-        }
-        if plan is not None:
-            summary.update(
-                connection=plan.connection.label,
-                body_chars=len(plan.body),
-                body_sha256=hashlib.sha256(plan.body.encode()).hexdigest()[:16],
-            )
-            if self._settings.audit_bodies:
-                summary.update(body=plan.body, to_number=plan.to)
-        key = call_jobs_key(job.call.call_id)
-        pipe.hset(key, job.job_id, json.dumps(summary, separators=(",", ":")))
-        pipe.expire(key, self._settings.idempotency_ttl)
-
-    def _record_message(self, pipe: Any, delivery: Delivery, event: Event) -> None:
-        """Which job and call the provider's message id belongs to (queued on the outcome's MULTI;
-        the last command reads the receipts parked for it)."""
-        assert delivery.plan is not None and event.provider and event.provider_message_id
-        connection = delivery.plan.connection
-        key = message_key(event.provider, event.provider_message_id)
-        pipe.hset(
-            key,
-            mapping={
-                "job_id": delivery.job.job_id,
-                "call_id": delivery.job.call.call_id,
-                "provider": event.provider,
-                "message_id": event.provider_message_id,
-                "connection": connection.label,
-                "connection_id": connection.connection_id,
-                "to": event.to or "",
-                "from_": event.from_ or "",
-                "attempt": event.attempt,
-                "segments": event.segments or 0,
-                "accepted_at": event.at.isoformat(),
-                # the delivery's span: a receipt's span continues its trace (worker/tracing.py)
-                "traceparent": tracing.current_traceparent() or "",
-                "expires_at": delivery.job.expires_at.isoformat(),
-                "status": Status.ACCEPTED.value,
-                "rank": 0,
-                # where a receipt saying "opted out" records it (the number's keyed hash)
-                **optout.mapping_fields(
-                    connection, delivery.plan.to, delivery.plan.from_, key=self.number_key()
-                ),
-            },
-        )
-        pipe.expire(key, self._settings.idempotency_ttl)
-        schedule = self._settings.poll_schedule()
-        if schedule and polling.can_poll(event.provider):
-            due = event.at + timedelta(seconds=schedule[0])
-            pipe.lpush(QUEUE, polling.poll_message(event.provider, event.provider_message_id, 0, due))
-        pipe.lrange(parked_key(event.provider, event.provider_message_id), 0, -1)
-
-    def _event(self, delivery: Delivery, status: Status, *, terminal: bool, **fields: Any) -> Event:
-        plan = delivery.plan
-        error: ErrorInfo | None = fields.get("error")
-        return Event(
-            job_id=delivery.job.job_id,
-            call_id=delivery.job.call.call_id,
-            status=status,
-            terminal=terminal,
-            at=utcnow(),
-            attempt=delivery.attempt,
-            provider=plan.connection.provider if plan else None,
-            to=mask_number(plan.to if plan else delivery.job.to),
-            from_=plan.from_ if plan else None,
-            segments=plan.segments if plan else None,
-            encoding=plan.encoding if plan else None,
-            tool_message=tool_message(
-                status,
-                error.code if error else None,
-                error.message if error else None,
-                error.cause if error else None,
-            ),
-            possible_duplicate=delivery.possible_duplicate,
-            **fields,
-        )
+    def _report(
+        self, delivery: Delivery, event: Event, *, provider_ms: float | None = None, **extra: Any
+    ) -> None:
+        """The canonical log line and the metrics of one outcome of one delivery."""
+        logs.send_line(
+            delivery.job, delivery.plan, event, attempt=delivery.attempt, started=delivery.started,
+            provider_ms=provider_ms, **extra,
+        )  # fmt: skip
+        metrics.observe_send(event, delivery.job.created_at, replayed="replayed_from" in extra)
 
     def _reject_malformed(self, raw_job: Any, exc: ValidationError) -> None:
         """A job no worker can read still gets a `failed` event when it names its job and call."""
@@ -595,59 +428,14 @@ class SmsService:
             )
             return
         assert isinstance(job_id, str) and isinstance(call_id, str)
-        error = ErrorInfo(code=ErrorCode.INVALID_REQUEST, message=f"malformed job: {problems}"[:1000])
-        event = Event(
-            job_id=job_id,
-            call_id=call_id,
-            status=Status.FAILED,
-            terminal=True,
-            at=utcnow(),
-            error=error,
-            tool_message=tool_message(Status.FAILED, ErrorCode.INVALID_REQUEST),
-        )
+        event = events.malformed_event(job_id, call_id, problems)
         events.publish(self._redis, event)
         metrics.observe_send(event, None)
         log.warning(
-            "sms.send",
-            job_id=event.job_id,
-            call_id=event.call_id,
-            outcome="failed",
-            error_code="invalid_request",
+            "sms.send", job_id=job_id, call_id=call_id, outcome="failed", error_code="invalid_request",
             problems=problems,
-        )
+        )  # fmt: skip
 
-    def _log(self, delivery: Delivery, event: Event, **extra: Any) -> None:
-        """The canonical line: one per outcome of one delivery, with no number and no body."""
-        job, plan = delivery.job, delivery.plan
-        delivery.outcome = event
-        fields: dict[str, Any] = {
-            "job_id": job.job_id,
-            "call_id": job.call.call_id,
-            "agent_id": job.agent_id,
-            "attempt": delivery.attempt,
-            "outcome": event.status.value,
-            "latency_ms": round((time.monotonic() - delivery.started) * 1000, 2),
-            "queue_ms": round((utcnow() - job.created_at).total_seconds() * 1000, 1),
-            "to": event.to,
-        }
-        if plan is not None:
-            fields.update(
-                provider=plan.connection.provider,
-                connection=plan.connection.label,
-                segments=plan.segments,
-                encoding=plan.encoding,
-                body_chars=len(plan.body),
-                body_sha256=hashlib.sha256(plan.body.encode()).hexdigest()[:16],
-            )
-        if delivery.provider_ms is not None:
-            fields["provider_ms"] = round(delivery.provider_ms, 2)
-        if event.error is not None:
-            fields.update(error_code=event.error.code.value, provider_code=event.error.provider_code)
-        if event.provider_message_id:
-            fields["provider_message_id"] = event.provider_message_id
-        if event.possible_duplicate:
-            fields["possible_duplicate"] = True
-        fields.update(extra)
-        level = log.warning if event.status == Status.FAILED else log.info
-        level("sms.send", **fields)
-        metrics.observe_send(event, job.created_at, replayed="replayed_from" in extra)
+
+def _is_identifier(value: Any) -> bool:
+    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None

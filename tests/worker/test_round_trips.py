@@ -119,10 +119,14 @@ def test_a_send_with_every_policy_costs_two_round_trips_and_one_script_call(redi
         # the policies ran inside the script (the recipient cap's ZADD, the GCRA's SET, the opt-out
         # list's HMGET beside the claim's own read of the key)
         assert ran.get("zadd", 0) == sends and ran.get("hmget", 0) == 2 * sends and ran.get("set", 0) == sends
-        # the whole send, the script's own commands included: 16 in the claim (was 20), 12 in the
-        # outcome's MULTI (the status poll's LPUSH included); the recipient's window pruned only when full
+        # the whole send, the script's own commands included: 15 in the claim (was 20), 11 in the
+        # outcome's MULTI (the status poll's LPUSH included); the recipient's window pruned only when
+        # full; 5 EXPIREs: the new key's and the call counter's (the claim), the stream's (the terminal
+        # event only: a young job's stream has its TTL from its `queued`), the audit summary's and the
+        # message mapping's
         assert ran.get("zremrangebyscore", 0) == 0 and ran.get("hexists", 0) == 0
-        assert sum(per_send.values()) <= 28
+        assert ran.get("expire", 0) == 5 * sends
+        assert sum(per_send.values()) <= 26
     finally:
         client.close()
         observer.close()

@@ -530,3 +530,43 @@ def test_a_retry_that_cannot_be_published_is_handed_back_not_dropped(monkeypatch
     with pytest.raises(Reject) as caught:
         tasks.send(task, job={"job_id": "job-1"})
     assert caught.value.requeue is True
+
+
+def test_a_bug_in_the_provider_call_fails_the_job_once_and_gives_the_quota_back(
+    sms: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception (not a SendError) after the claim: the job ends `failed` /
+    `provider_error` with exactly one terminal event, the plan's fields in it, and the call's quota
+    is given back (nothing was sent)."""
+    from worker.providers.sandbox import SandboxProvider
+
+    def broken(self: Any, message: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(SandboxProvider, "_send", broken)
+    j = job()
+    assert sms.handle(j) is None
+    terminal = [e for e in sms.events(job_id=j["job_id"]) if e["terminal"]]
+    assert [(e["status"], e["error"]["code"], e["provider"]) for e in terminal] == [
+        ("failed", "provider_error", "sandbox")
+    ]
+    assert "RuntimeError" in terminal[0]["error"]["message"]
+    assert int(sms.redis.get("sms:count:CA42") or 0) == 0
+    assert sms.outbox() == []
+
+
+def test_an_outcome_stored_by_an_older_worker_still_replays(sms: Harness) -> None:
+    """Older workers stored a subset of the terminal event's fields as the key's outcome (newer ones
+    store the event itself): a job with that key is answered with it and sends nothing."""
+    old = {"status": "accepted", "attempt": 2, "provider": "sandbox", "provider_message_id": "SB-old",
+           "to": "+1415****234", "segments": 1, "encoding": "gsm7", "possible_duplicate": True}  # fmt: skip
+    sms.redis.hset(
+        "sms:idem:k-old", mapping={"state": "done", "job_id": "j-first", "outcome": json.dumps(old)}
+    )
+    second = job(idempotency_key="k-old")
+    sms.handle(second)
+    (event,) = sms.events(job_id=second["job_id"])
+    assert (event["status"], event["provider_message_id"], event["attempt"]) == ("accepted", "SB-old", 2)
+    assert event["terminal"] is True and event["possible_duplicate"] is True
+    assert event["tool_message"] == "SMS sent."
+    assert sms.outbox() == []
