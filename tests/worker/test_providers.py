@@ -322,3 +322,27 @@ def test_a_changed_connection_gets_a_new_provider_and_the_old_one_is_retired(
     monkeypatch.setattr(providers_module, "RETIRE_AFTER", 0.0)
     pool.get(twilio_connection(fake_twilio, token="rotated-again"))
     assert closed == [True]
+
+
+def test_the_pool_fingerprints_each_connection_object_once(
+    pool: ProviderPool, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sends through one config's connection look its provider up without hashing its settings
+    again; an equal connection loaded anew (another object) is fingerprinted and finds the same
+    provider."""
+    import worker.providers as providers_module
+
+    calls: list[str] = []
+    real = providers_module.fingerprint
+
+    def counting(connection: Any) -> str:
+        calls.append(connection.label)
+        return real(connection)
+
+    monkeypatch.setattr(providers_module, "fingerprint", counting)
+    connection = twilio_connection(fake_twilio)
+    first = pool.get(connection)
+    assert all(pool.get(connection) is first for _ in range(5))
+    assert len(calls) == 1
+    assert pool.get(twilio_connection(fake_twilio)) is first
+    assert len(calls) == 2

@@ -51,6 +51,8 @@ def fingerprint(connection: Connection) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: Connection objects whose fingerprint a pool keeps (see `ProviderPool._fingerprint`).
+_FINGERPRINTS_KEPT = 256
 #: Seconds a replaced provider stays open, so sends already using it can finish.
 RETIRE_AFTER = 120.0
 
@@ -70,6 +72,8 @@ class ProviderPool:
         self._lock = threading.Lock()
         self._providers: dict[str, SmsProvider] = {}
         self._fingerprint_of_label: dict[str, str] = {}
+        #: id(connection) -> (the connection, kept so its id is not reused; its fingerprint)
+        self._fingerprint_of_object: dict[int, tuple[Connection, str]] = {}
         self._retired: list[tuple[float, SmsProvider]] = []
         self._http: httpx.Client | None = None
         self._pinned_http: httpx.Client | None = None
@@ -115,7 +119,7 @@ class ProviderPool:
         return self._pinned_http
 
     def get(self, connection: Connection) -> SmsProvider:
-        key = fingerprint(connection)
+        key = self._fingerprint(connection)
         provider = self._providers.get(key)
         if provider is not None:
             return provider
@@ -126,6 +130,20 @@ class ProviderPool:
                 self._providers[key] = provider
                 self._retire(connection.label, key)
         return provider
+
+    def _fingerprint(self, connection: Connection) -> str:
+        """`fingerprint(connection)`, computed once per connection object: a config's connections
+        are built when it is loaded and replaced, never changed, by a reload (a dump, a JSON
+        encoding and a SHA-256 per send otherwise). Bounded: plans build a custom endpoint's
+        connection per job."""
+        seen = self._fingerprint_of_object.get(id(connection))
+        if seen is not None and seen[0] is connection:
+            return seen[1]
+        key = fingerprint(connection)
+        if len(self._fingerprint_of_object) >= _FINGERPRINTS_KEPT:
+            self._fingerprint_of_object.clear()
+        self._fingerprint_of_object[id(connection)] = (connection, key)
+        return key
 
     def _retire(self, label: str, key: str) -> None:
         """Called holding the lock: the label now means `key`; retire what it meant before and
