@@ -24,9 +24,10 @@ recipient hash, sliding window) and the sending number's rate (GCRA: a send over
 slot reserved and waits in `waiting` until then, or is refused when the slot comes at or after the
 job's deadline). A refused send ends `claimed`; nothing is sent.
 
-A successful send costs two round trips here: `claim` (which also counts the caps, checks the
-opt-out list and the rate, and publishes the `sending` event) and `finish` (outcome + terminal
-event, one transaction). Lease times use the Redis server's clock, so workers' clocks never disagree.
+A successful send costs two round trips: `claim` (which also counts the caps, checks the opt-out
+list and the rate, and publishes the `sending` event) and the outcome (`worker/outcomes.py`: the
+key's `done` + the terminal event in one script; `finish`/`release_count` here are the same writes
+for a pipeline). Lease times use the Redis server's clock, so workers' clocks never disagree.
 """
 
 from __future__ import annotations

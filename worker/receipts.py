@@ -23,7 +23,7 @@ for a body that is not a receipt (the HTTP service answers 400).
 1. read the message's mapping (`sms:msg:<provider>:<id>`, written with the `accepted` outcome);
 2. no mapping yet (providers fire `queued`/`sent` before the worker stored it): park the receipt
    on `sms:parked:<provider>:<id>` in a script that checks the mapping again, so a receipt is
-   either parked before the outcome transaction (which reads the parked list in the same MULTI
+   either parked before the outcome script (which reads the parked list in the same atomic call
    and applies what it finds) or sees the mapping — never dropped in between;
 3. a receipt that came through a connection's callback route (`connection_id` set) must be about
    a message that connection sent: when the mapping names another connection the receipt is a

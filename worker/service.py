@@ -116,7 +116,7 @@ class SmsService:
             lease_seconds=settings.claim_lease,
             heartbeat_ttl=settings.heartbeat_ttl,
         )
-        self._outcomes = OutcomeWriter(settings, client, self._idem, number_key=self.number_key)
+        self._outcomes = OutcomeWriter(settings, client, number_key=self.number_key)
         self._retry = retries.RetryPolicy(
             settings.max_attempts, settings.retry_first_delay, settings.retry_max_delay
         )
