@@ -143,7 +143,8 @@ class Reader:
             del self._subs[sub.key]
 
     async def aclose(self) -> None:
-        """Stop reading, give the connection back and remove the wake stream."""
+        """Stop reading, give the connection back and remove the wake stream. A later subscriber
+        starts the reader again (a client may be closed and used again, like redis-py's)."""
         self._closed = True
         task = self._task
         if self._resume is not None and not self._resume.done():
@@ -153,6 +154,8 @@ class Reader:
             # the loop whatever the read raised.
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        self._task = None
+        self._closed = False
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.disconnect(nowait=True)
@@ -163,8 +166,8 @@ class Reader:
 
     def _join(self, sub: Subscription) -> None:
         if self._closed:
-            raise RuntimeError("the SMS client is closed")
-        if self._task is None:
+            return  # closing: the subscriber's own deadline ends its wait
+        if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
             return
         resume = self._resume

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 import redis
+from redis.asyncio import Redis
 
 from producers import CallContext, SmsClient, Status
 from producers.contract import EVENT_FIELD, Event, events_key, utcnow
@@ -209,3 +210,19 @@ def test_a_read_serves_only_the_subscribers_it_covered(shape: str) -> None:
     assert [(entry_id, e.status) for entry_id, e in covered.entries] == [("5-0", Status.SENDING)]
     assert covered.last_id == "6-0" and covered.read
     assert newcomer.entries == [] and newcomer.last_id == "1-0" and not newcomer.read
+
+
+async def test_a_client_closed_and_used_again_still_hears_outcomes(redis_url: str) -> None:
+    """`aclose()` on a client over the caller's own Redis client, then more sends: the reader
+    starts again and the sends are `accepted`, as before the close."""
+    client = Redis.from_url(redis_url)
+    sms = SmsClient(client)
+    try:
+        with Responder(redis_url):
+            first = await sms.send(agent_id="a1", call=call("again1"), message="hi", timeout=10)
+            await sms.aclose()
+            second = await sms.send(agent_id="a1", call=call("again2"), message="hi", timeout=10)
+            await sms.aclose()
+    finally:
+        await client.aclose()
+    assert (first.status, second.status) == ("accepted", "accepted")
