@@ -1,13 +1,13 @@
 """The worker's events on a call's result channel (a Redis Stream with a TTL): made here, written here.
 
-- `new_event` is the one factory (the same signature as `producers.events.new_event`, which takes
-  its place when that lands): `terminal` and the agent's `tool_message` follow from the status and
-  the error.
+- `new_event` is the one factory, `producers.events.new_event` (the producer's own events are
+  made by it too): `terminal` and the agent's `tool_message` follow from the status and the error.
 - `job_event` is a delivery's event (`sending`, `retrying`, `accepted`, `failed`) from its job and
   plan; `replay_event` answers a job with the stored outcome of its idempotency key;
   `malformed_event` is the `failed` of a job no worker can read; `delivery_event` is a receipt's.
-- `publish` queues the write on a pipeline or client; `lua_publish` is the same write inside a Lua
-  script (the claim and the receipt ranking publish atomically with their own checks).
+- `publish` (queues the write on a pipeline or client) and `lua_publish` (the same write inside a
+  Lua script: the claim, the outcome and the receipt ranking publish atomically with their own
+  checks) are `producers.events`' — one stream writer for the producer and the worker.
 
 Numbers are masked here (`producers.contract.mask_number`) before they reach an event.
 """
@@ -21,53 +21,23 @@ from typing import TYPE_CHECKING, Any
 from producers.contract import (
     EVENT_FIELD,
     EVENTS_MAXLEN,
-    EVENTS_TTL_SECONDS,
     ErrorCode,
     ErrorInfo,
     Event,
     Job,
     Status,
-    events_key,
     mask_number,
     tool_message,
-    utcnow,
 )
+from producers.events import lua_publish, new_event, publish
 
 if TYPE_CHECKING:
     from worker.plan import SendPlan
 
-#: Statuses that end a job: exactly one per job.
-TERMINAL = frozenset({Status.ACCEPTED, Status.FAILED})
-
-
-def new_event(
-    job_id: str,
-    call_id: str,
-    status: Status,
-    *,
-    error: ErrorInfo | None = None,
-    terminal: bool | None = None,
-    tool_message: str | None = None,
-    **fields: Any,
-) -> Event:
-    """An event of `job_id` on `call_id`'s channel, stamped now; `terminal` defaults to whether the
-    status ends a job, `tool_message` to the sentence for the status and the error."""
-    return Event(
-        job_id=job_id,
-        call_id=call_id,
-        status=status,
-        terminal=status in TERMINAL if terminal is None else terminal,
-        at=utcnow(),
-        error=error,
-        tool_message=_sentence(status, error) if tool_message is None else tool_message,
-        **fields,
-    )
-
-
-def _sentence(status: Status, error: ErrorInfo | None) -> str:
-    if error is None:
-        return tool_message(status)
-    return tool_message(status, error.code, error.message, error.cause)
+__all__ = [
+    "delivery_event", "job_event", "lua_publish", "lua_xadd", "malformed_event", "new_event", "publish",
+    "replay_event",
+]  # fmt: skip
 
 
 def job_event(
@@ -137,21 +107,6 @@ def delivery_event(
         to=mapping.get("to") or None, from_=mapping.get("from_") or None,
         segments=int(segments) if segments else None,
     )  # fmt: skip
-
-
-def publish(pipe: Any, event: Event, *, payload: str | None = None) -> None:
-    """Queue the event on `pipe` (a pipeline or a client): XADD, then refresh the channel's TTL.
-    `payload`: the event's JSON when the caller has it already."""
-    key = events_key(event.call_id)
-    pipe.xadd(key, {EVENT_FIELD: payload or event.dumps()}, maxlen=EVENTS_MAXLEN, approximate=True)
-    pipe.expire(key, EVENTS_TTL_SECONDS)
-
-
-def lua_publish(stream: str, event_json: str) -> str:
-    """The same write as `publish`, as Lua statements: `stream` and `event_json` are Lua
-    expressions (`KEYS[2]`, `ARGV[3]`)."""
-    xadd = f"redis.call('XADD', {stream}, 'MAXLEN', '~', {EVENTS_MAXLEN}, '*', '{EVENT_FIELD}', {event_json})"
-    return f"  {xadd}\n  redis.call('EXPIRE', {stream}, {EVENTS_TTL_SECONDS})"
 
 
 def lua_xadd(stream: str, event_json: str) -> str:

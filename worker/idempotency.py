@@ -40,6 +40,7 @@ import redis
 
 from producers.contract import (
     EVENTS_TTL_SECONDS,
+    as_text,
     call_counter_key,
     events_key,
     idempotency_key,
@@ -304,7 +305,7 @@ class IdempotencyStore:
         name = idempotency_key(key)
         alive = alive_key_of_owner(owner)
         kind, a, ambiguous, outcome = (
-            _text(v)
+            as_text(v)
             for v in self._claim(
                 keys=[name, call_counter_key(call_id), events_key(call_id), alive, *policies.keys(name)],
                 args=[
@@ -354,9 +355,9 @@ class IdempotencyStore:
     def fallback_since(self, key: str, *, job_id: str) -> int | None:
         """The attempt at which `job_id`'s send moved to its fallback connection, if it did."""
         owner_job, since = self._redis.hmget(idempotency_key(key), ["job_id", "fallback_from"])
-        if owner_job is None or since is None or _text(owner_job) != job_id:
+        if owner_job is None or since is None or as_text(owner_job) != job_id:
             return None
-        return int(_text(since))
+        return int(as_text(since))
 
     def finish(self, pipe: Any, key: str, outcome: str | dict[str, Any], *, refresh_ttl: bool = True) -> None:
         """Store the outcome, JSON (queued on `pipe`, in the same transaction as the terminal event).
@@ -372,7 +373,3 @@ class IdempotencyStore:
         pipe.decr(call_counter_key(call_id))
         if policies.recipient_key and policies.recipient_member:
             pipe.zrem(policies.recipient_key, policies.recipient_member)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

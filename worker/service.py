@@ -23,7 +23,7 @@ import redis
 import structlog
 from pydantic import ValidationError
 
-from producers.contract import IDENTIFIER_PATTERN, ErrorCode, Event, Job, Status, utcnow
+from producers.contract import IDENTIFIER_PATTERN, ErrorCode, Event, Job, Status, utcnow, validation_problems
 from worker import events, liveness, logs, metrics, optout, receipts, retries, tracing
 from worker.config.source import ConfigSource
 from worker.errors import SendError
@@ -409,12 +409,9 @@ class SmsService:
 
     def _reject_malformed(self, raw_job: Any, exc: ValidationError) -> None:
         """A job no worker can read still gets a `failed` event when it names its job and call."""
+        # the one formatter (no input value); a lone surrogate in a field name must not escape
         problems = (
-            "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'job'}: {err['msg']}" for err in exc.errors()[:10]
-            )
-            .encode("utf-8", "backslashreplace")
-            .decode("utf-8")
+            validation_problems(exc, root="job", limit=10).encode("utf-8", "backslashreplace").decode("utf-8")
         )
         raw = raw_job if isinstance(raw_job, dict) else {}
         job_id = raw.get("job_id")
