@@ -9,15 +9,9 @@ What it changes, and why:
   dead-letter list (`worker/deadletter.py`) with one log line and a metric, and the consumer goes
   on; stock kombu raises inside Celery's consumer loop instead, and the worker exits. A corrupt
   `unacked` record found while restoring is dead-lettered the same way.
-- **Who reserved what.** Reserving a message also records which worker instance holds it (the set
-  `unacked_by:<instance>`, unprefixed like kombu's own keys), in the same round trip as kombu's
-  `unacked` bookkeeping; acknowledging removes it.
-- **Less bookkeeping per message.** Reserving and acknowledging are one plain pipeline each (3
-  commands), not a MULTI/EXEC (5 or 6): a transaction adds nothing here — the entry has already
-  left the queue when it is reserved, so a reservation cut off halfway is lost with a MULTI and
-  kept without one — and the commands are ordered so that any prefix that reaches Redis is one
-  the sweeps clean up (reserving: index, record, owner; acknowledging: record first). The
-  transport's own calls share one Redis client per channel instead of building one per call.
+- **Who reserved what.** Reserving a message also records which worker instance holds it
+  (`unacked_owner`, `unacked_by:<instance>`, unprefixed like kombu's own keys), in the same round
+  trip as kombu's `unacked` bookkeeping; acknowledging removes it.
 - **Dead workers' messages come back in seconds.** The restore sweep (every
   `SMS_RESTORE_INTERVAL` s on each worker) hands back at once every message reserved by an
   instance whose heartbeat (`worker/liveness.py`) is gone — reserved, started, or waiting for its
@@ -42,8 +36,6 @@ import binascii
 import json
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from queue import Empty
 from typing import Any
@@ -55,6 +47,7 @@ from kombu.transport import virtual
 from producers.contract import (
     DELAYED_KEY,
     QUEUE,
+    RESERVED_BY_KEY,
     WORKERS_KEY,
     worker_alive_key,
     worker_reserved_key,
@@ -264,18 +257,7 @@ class QoS(kombu_redis.QoS):
         if held:
             client.zadd(self.unacked_index_key, dict.fromkeys(held, now), xx=True)
 
-    @contextmanager
-    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
-        """`pipe`, or a plain (non-transactional) pipeline on the channel's shared client."""
-        if pipe is not None:
-            yield pipe
-            return
-        with self.channel.conn_or_acquire(client) as conn:
-            yield conn.pipeline(transaction=False)
-
     def append(self, message: Any, delivery_tag: str) -> None:
-        # Index, record, owner: a prefix without the record is cleaned by the sweeps (the entry is
-        # lost, as it would be with a MULTI cut off before its EXEC); with it, the entry is restored.
         delivery = message.delivery_info
         me = instance_id()
         with self.pipe_or_acquire() as pipe:
@@ -283,15 +265,15 @@ class QoS(kombu_redis.QoS):
                 self.unacked_key,
                 delivery_tag,
                 dumps([message._raw, delivery["exchange"], delivery["routing_key"]]),
-            ).sadd(worker_reserved_key(me), delivery_tag).execute()
+            ).hset(RESERVED_BY_KEY, delivery_tag, me).sadd(worker_reserved_key(me), delivery_tag).execute()
             virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
 
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
-        # The record first: indices left without it are removed by the next sweep that meets them.
         with self.pipe_or_acquire(pipe) as pipe:
             return (
-                pipe.hdel(self.unacked_key, delivery_tag)
-                .zrem(self.unacked_index_key, delivery_tag)
+                pipe.zrem(self.unacked_index_key, delivery_tag)
+                .hdel(self.unacked_key, delivery_tag)
+                .hdel(RESERVED_BY_KEY, delivery_tag)
                 .srem(worker_reserved_key(instance_id()), delivery_tag)
             )
 
@@ -381,8 +363,9 @@ class QoS(kombu_redis.QoS):
             num=num or None, withscores=True,
         )  # fmt: skip
         for tag, _ in expired or []:
+            owner = client.hget(RESERVED_BY_KEY, tag)
             if self._restore_tag(tag, client, leftmost=False, orphaned=True):
-                log.warning("queue.visibility_restore")
+                log.warning("queue.visibility_restore", owner=bytes_to_str(owner) if owner else None)
 
 
 class HardenedChannel:
@@ -400,22 +383,8 @@ class HardenedChannel:
     sep: str
     _queue_cycle: Any
     _in_poll: Any
+    conn_or_acquire: Any
     _flush_brpop_reauth: Any
-
-    _sms_client: Any = None
-
-    @contextmanager
-    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
-        """`client`, or the channel's one synchronous client (kombu builds a new `Redis` object for
-        every call, ~70 µs each, several per message); rebuilt when kombu replaces its pool."""
-        if client is not None:
-            yield client
-            return
-        shared = self._sms_client
-        pool = self.pool  # type: ignore[attr-defined]
-        if shared is None or shared.connection_pool is not pool:
-            shared = self._sms_client = self._create_client()  # type: ignore[attr-defined]
-        yield shared
 
     @property
     def dead_letter_policy(self) -> deadletter.DeadLetterPolicy:
