@@ -24,10 +24,10 @@ import yaml
 from producers import CallContext, SendResult, SmsClient, SyncSmsClient
 from producers.contract import EVENT_FIELD, events_key
 from producers.tools import sms_status
-from tests.http import signing
 from tests.integration.conftest import ROOT, WorkerProcess
 from tests.integration.service import ServiceProcess
 from tests.redis_dump import dump_all
+from tests.worker.http import signing
 from worker.receipts import receipt_log
 from worker.redis_server import RedisServer
 from worker.testing.plivo import FakePlivo

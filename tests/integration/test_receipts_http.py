@@ -18,10 +18,10 @@ import redis
 
 from producers import CallContext, SyncSmsClient
 from producers.contract import EVENT_FIELD, events_key
-from tests.http import signing
 from tests.integration.conftest import WorkerFactory
 from tests.integration.service import ServiceProcess
 from tests.redis_dump import dump_all
+from tests.worker.http import signing
 from worker.inbound import INBOUND_LOG_KEY
 from worker.testing.actions import Reply
 from worker.testing.plivo import FakePlivo

@@ -10,9 +10,9 @@ import redis
 from starlette.testclient import TestClient
 
 from producers.contract import events_key, message_key, parked_key
-from tests.http import signing
-from tests.http.conftest import PUBLIC_URL
 from tests.redis_dump import dump_all
+from tests.worker.http import signing
+from tests.worker.http.conftest import PUBLIC_URL
 from worker import receipts
 from worker.config.models import Connection, SmsConfig
 from worker.config.source import StaticConfigSource

@@ -25,7 +25,7 @@ from worker.bench.options import QUICK, Options, from_args, parser
 from worker.bench.stats import percentile, summarize
 from worker.bench.summaries import throughput
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 #: every target of the README's performance section, each shown beside bare Celery's figure
 FIGURES = {

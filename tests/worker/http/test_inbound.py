@@ -7,9 +7,9 @@ from typing import Any
 import redis
 from starlette.testclient import TestClient
 
-from tests.http import signing
-from tests.http.conftest import PUBLIC_URL
 from tests.redis_dump import dump_all
+from tests.worker.http import signing
+from tests.worker.http.conftest import PUBLIC_URL
 from worker.config.models import Connection
 from worker.inbound import INBOUND_LOG_KEY
 from worker.providers.plivo import PlivoProvider

@@ -15,7 +15,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from tests.testing.conftest import Receiver
+from tests.worker.testing.conftest import Receiver
 from worker.testing import FakeTwilio, Receipts
 from worker.testing.exchange import RecordedRequest
 

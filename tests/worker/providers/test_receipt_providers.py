@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from producers.contract import ErrorCode
-from tests.worker.test_providers import FROM, TO, sms, twilio_connection
+from tests.worker.providers.test_providers import FROM, TO, sms, twilio_connection
 from worker.config.models import Connection
 from worker.errors import SendError
 from worker.providers import ProviderPool

@@ -18,7 +18,7 @@ from worker.provider_specs import SPECS, ProviderSpec
 from worker.providers import PROVIDER_CLASSES, ProviderPool, SmsProvider, registry
 from worker.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 WORKER = ROOT / "worker"
 #: The modules that are a provider: each may name itself.
 PROVIDER_MODULES = {

@@ -16,7 +16,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tests.testing.conftest import Receiver
+from tests.worker.testing.conftest import Receiver
 from worker.testing import FakeTelnyx, Receipts
 from worker.testing.exchange import RecordedRequest
 

@@ -7,8 +7,8 @@ import redis
 from starlette.testclient import TestClient
 
 from producers.contract import parked_key
-from tests.http import signing
-from tests.http.conftest import PUBLIC_URL
+from tests.worker.http import signing
+from tests.worker.http.conftest import PUBLIC_URL
 from worker.http.metrics import ServiceMetrics
 
 

@@ -9,9 +9,9 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from tests.http import signing
-from tests.http.conftest import PUBLIC_URL
 from tests.redis_dump import dump_all
+from tests.worker.http import signing
+from tests.worker.http.conftest import PUBLIC_URL
 from worker.config.source import StaticConfigSource
 from worker.http import create_app
 from worker.http.metrics import ServiceMetrics

@@ -9,7 +9,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from tests.http import signing
+from tests.worker.http import signing
 from worker.config.models import Connection, SmsConfig
 from worker.config.source import StaticConfigSource
 from worker.http import create_app

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.testing.conftest import Receiver
+from tests.worker.testing.conftest import Receiver
 from worker.testing import FakePlivo, Receipts
 from worker.testing.exchange import RecordedRequest
 from worker.testing.signing import plivo_v2, plivo_v3_base
