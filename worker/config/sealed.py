@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from producers.contract import validation_problems
 from worker.config.crypto import PREFIX, Crypto
 from worker.config.models import Agent, Connection
 from worker.errors import ConfigError
@@ -120,16 +121,6 @@ def rotate_secrets(document: Document, paths: Sequence[Path], crypto: Crypto, *,
     return rotated
 
 
-def problems(exc: ValidationError) -> str:
-    """A validation error of one item as `field: message` pairs — never the offending value."""
-    parts = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{field}: {message}" if field else message)
-    return "; ".join(parts)
-
-
 def load_document(raw: bytes | str, *, subject: str) -> Document:
     try:
         document = json.loads(raw)
@@ -149,7 +140,7 @@ def open_connection(label: str, raw: bytes | str, crypto: Crypto) -> Connection:
     try:
         connection = Connection.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(f"{subject}: {problems(exc)}") from None
+        raise ConfigError(f"{subject}: {validation_problems(exc)}") from None
     if connection.label != label:
         raise ConfigError(f"{subject}: stored under another label ({connection.label!r})")
     return connection
@@ -164,4 +155,4 @@ def open_agent(agent_id: str, raw: bytes | str, crypto: Crypto) -> Agent:
     try:
         return Agent.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(f"{subject}: {problems(exc)}") from None
+        raise ConfigError(f"{subject}: {validation_problems(exc)}") from None

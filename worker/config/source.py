@@ -20,6 +20,7 @@ import redis
 import structlog
 from pydantic import ValidationError
 
+from producers.contract import validation_problems
 from worker.config import sealed
 from worker.config.crypto import Crypto
 from worker.config.loader import load_file
@@ -176,7 +177,7 @@ class RedisConfigSource:
             # Validated items are not validated again; only the references between them are checked.
             config = SmsConfig(connections=[connections[k] for k in sorted(connections)], agents=agents)
         except ValidationError as exc:
-            raise ConfigError(sealed.problems(exc)) from None
+            raise ConfigError(validation_problems(exc)) from None
         self._connections, self._agents, self._config = connections, agents, config
         self._version = changes.version
 

@@ -30,6 +30,7 @@ import redis
 from pydantic import ValidationError
 from redis.client import Pipeline
 
+from producers.contract import as_text, validation_problems
 from worker.config import sealed
 from worker.config.crypto import Crypto
 from worker.config.loader import describe
@@ -96,10 +97,6 @@ class Draft:
     agents: dict[str, sealed.Document]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def validate_draft(draft: Draft) -> SmsConfig:
     """The draft as a validated config; a refusal names the connection or agent and the field."""
     data = {"connections": list(draft.connections.values()), "agents": draft.agents}
@@ -151,7 +148,7 @@ class RedisConfigStore:
         changes = Changes(version=int(reply[0]), full=bool(int(reply[1])))
         pairs = reply[2:]
         for member, value in zip(pairs[::2], pairs[1::2], strict=True):
-            name = _text(member)
+            name = as_text(member)
             target = changes.agents if name.startswith(_AGENT) else changes.connections
             target[name[2:]] = value
         return changes
@@ -168,7 +165,7 @@ class RedisConfigStore:
         try:
             connection = Connection.model_validate(document)
         except ValidationError as exc:
-            raise ConfigError(f"{subject}: {sealed.problems(exc)}") from None
+            raise ConfigError(f"{subject}: {validation_problems(exc)}") from None
         sealed.seal(connection, self.crypto)  # refuses now, not after the caller's checks, without a key
         return connection
 
@@ -309,7 +306,7 @@ class RedisConfigStore:
     def _snapshot(version: Any, connections: dict[Any, Any], agents: dict[Any, Any]) -> Snapshot:
         def documents(kind: str, raw: dict[Any, Any]) -> dict[str, sealed.Document]:
             # Sorted, so that a refusal always names the same (first) item whatever the hash order.
-            named = sorted((_text(name), value) for name, value in raw.items())
+            named = sorted((as_text(name), value) for name, value in raw.items())
             return {name: sealed.load_document(value, subject=f"{kind} {name!r}") for name, value in named}
 
         return Snapshot(
