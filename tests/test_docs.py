@@ -40,8 +40,6 @@ def test_no_document_outside_the_repository_is_cited() -> None:
     part of the repository."""
     hits = []
     for path in _repository_texts():
-        if path == Path(__file__).resolve():  # its examples below
-            continue
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
             if OUTSIDE.search(line):
                 hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
@@ -50,12 +48,14 @@ def test_no_document_outside_the_repository_is_cited() -> None:
 
 def test_the_outside_pattern_catches_what_it_must() -> None:
     """The check above can fail: each form of an outside citation is matched."""
+    # Assembled from parts, so this file holds no citation of its own for a reader to follow.
+    design, shared, reference = "DES" + "IGN", "/work/" + "shared", "refer" + "ence"
     for text in (
-        "see DESIGN §4",
-        "(DESIGN 7)",
-        "DESIGN section 4",
-        "/work/shared/specs",
-        "reference/providers.md §2",
+        f"see {design} §4",
+        f"({design} 7)",
+        f"{design} section 4",
+        f"{shared}/specs",
+        f"{reference}/providers.md §2",
     ):
         assert OUTSIDE.search(text), text
     assert not OUTSIDE.search("the design of the claim script (worker/idempotency.py)")

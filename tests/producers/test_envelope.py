@@ -17,7 +17,7 @@ import redis
 from celery import Celery
 
 from producers import CallContext
-from producers.contract import QUEUE, TASK_NAME
+from producers.contract import QUEUE, TASK_NAME, Job
 from producers.envelope import job_summary, task_message
 from producers.jobs import build_job
 from worker.app import create_app
@@ -42,11 +42,20 @@ def celery_app(redis_url: str, redis_client: redis.Redis) -> Iterator[Celery]:
     app.close()
 
 
-def _celery_entry(app: Celery, client: redis.Redis, job_id: str, kwargs: dict[str, Any]) -> Any:
-    app.send_task(TASK_NAME, kwargs=kwargs, task_id=job_id, queue=QUEUE, ignore_result=True)
+def _ours_and_celerys(app: Celery, client: redis.Redis, call_id: str, message: str) -> tuple[Job, Any, Any]:
+    """One job, as our envelope and as the entry `send_task` leaves on the `sms` list."""
+    job = build_job(
+        agent_id="agent_abc123",
+        call=CallContext(
+            call_id=call_id, direction="inbound", from_number="+14155550123", to_number="+14155550100"
+        ),
+        message=message,
+    )
+    kwargs = {"job": json.loads(job.model_dump_json(exclude_none=True))}
+    app.send_task(TASK_NAME, kwargs=kwargs, task_id=job.job_id, queue=QUEUE, ignore_result=True)
     raw = client.rpop(QUEUE)
     assert isinstance(raw, bytes), "send_task put nothing on the sms list"
-    return json.loads(raw)
+    return job, json.loads(task_message(job)), json.loads(raw)
 
 
 def _flat(message: dict[str, Any]) -> dict[tuple[str, ...], Any]:
@@ -65,20 +74,7 @@ def test_the_hand_built_envelope_has_exactly_the_keys_and_values_of_celerys_send
 ) -> None:
     """Every top-level field, header and property Celery writes is in ours with the same value
     (except the sender's origin and kombu's random delivery tag), and ours adds none of its own."""
-    job = build_job(
-        agent_id="agent_abc123",
-        call=CallContext(
-            call_id="CA-env", direction="inbound", from_number="+14155550123", to_number="+14155550100"
-        ),
-        message="tell-no-one",
-    )
-    ours = json.loads(task_message(job))
-    theirs = _celery_entry(
-        celery_app,
-        redis_client,
-        job.job_id,
-        {"job": json.loads(job.model_dump_json(exclude_none=True))},
-    )
+    job, ours, theirs = _ours_and_celerys(celery_app, redis_client, "CA-env", "tell-no-one")
     ours_flat, theirs_flat = _flat(ours), _flat(theirs)
     assert set(ours_flat) - {("body",)} == set(theirs_flat) - {("body",)}, "key sets differ"
     different = {
@@ -99,19 +95,8 @@ def test_the_body_decodes_to_the_same_args_kwargs_and_embed(
 ) -> None:
     """The base64 body is the same protocol-2 triple: no args, the job as the one kwarg, and
     Celery's embed (no callbacks, errbacks, chain or chord)."""
-    job = build_job(
-        agent_id="agent_abc123",
-        call=CallContext(
-            call_id="CA-body", direction="inbound", from_number="+14155550123", to_number="+14155550100"
-        ),
-        message="Your code is 123456 — valid 10 min",
-    )
-    ours = json.loads(task_message(job))
-    theirs = _celery_entry(
-        celery_app,
-        redis_client,
-        job.job_id,
-        {"job": json.loads(job.model_dump_json(exclude_none=True))},
+    _, ours, theirs = _ours_and_celerys(
+        celery_app, redis_client, "CA-body", "Your code is 123456 — valid 10 min"
     )
     decoded = [json.loads(base64.b64decode(m["body"])) for m in (ours, theirs)]
     assert decoded[0] == decoded[1]
